@@ -1,0 +1,87 @@
+/* internal.h: what the op files share and users of the engine do not need.
+ *
+ * Every op file follows one pattern (see op_activation.c for the shortest):
+ *
+ *   1. a comment with the math: forward, then each input's gradient;
+ *   2. the forward kernel over plain pointers and sizes;
+ *   3. the backward kernel, adding (+=) into gradients, any of which may be NULL
+ *      when nobody needs it;
+ *   4. the tape function: check the inputs (naming the op and the shapes on
+ *      error), allocate the output from the arena, run the forward kernel,
+ *      record the node with what backward needs;
+ *   5. ag_<name>_backward(ctx, node): unpack the node and call the kernel.
+ */
+#ifndef TAPEGRAD_AG_INTERNAL_H
+#define TAPEGRAD_AG_INTERNAL_H
+
+#include "ag.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The backward of every op, declared from the op list. */
+#define AG_OP(id, name, arity, deriv) ag_status ag_##name##_backward(ag_ctx *ctx, const ag_node *n);
+#include "ops.def"
+#undef AG_OP
+
+/* Returns NULL from the calling op when any listed input is NULL: the error that
+ * made it NULL is already set, and is kept. */
+#define AG_NEED(...)                                                            \
+    do {                                                                        \
+        const void *ag_need_[] = {__VA_ARGS__};                                 \
+        for (size_t ag_i_ = 0; ag_i_ < sizeof ag_need_ / sizeof *ag_need_; ++ag_i_) \
+            if (!ag_need_[ag_i_]) {                                             \
+                if (ag_error_status() == AG_OK)                                 \
+                    ag_fail(AG_ERR_ARG, "%s: an input is NULL", __func__);      \
+                return NULL;                                                    \
+            }                                                                   \
+    } while (0)
+
+/* Sets an error naming the op and returns NULL. */
+#define AG_FAIL_NULL(...) do { ag_fail(AG_ERR_ARG, __VA_ARGS__); return NULL; } while (0)
+
+/* A new output tensor from the arena, not zeroed (the forward kernel writes
+ * every element). */
+ag_tensor *ag__empty(ag_ctx *ctx, int ndim, const int64_t *shape);
+/* Same shape as x. */
+ag_tensor *ag__empty_like(ag_ctx *ctx, const ag_tensor *x);
+
+/* Records a node for `out` computed from `in` (entries may be NULL). The output
+ * needs a gradient when some input does and no no-grad scope is open; then the
+ * node goes on the tape. Otherwise a scratch node off the tape is returned, so
+ * the caller may fill saved fields either way; it should skip saving buffers
+ * when !out->requires_grad. Returns NULL only on error (out of memory). */
+ag_node *ag__record(ag_ctx *ctx, ag_op op, ag_tensor *out, int n_in, ag_tensor *const *in);
+/* Whether an op on these inputs would be recorded. */
+bool ag__wants_grad(const ag_ctx *ctx, int n_in, ag_tensor *const *in);
+
+/* A copy of an integer tensor in the arena (nodes keep their indices). */
+ag_ints *ag__ints_copy(ag_ctx *ctx, const ag_ints *x);
+
+/* Shape checks. */
+bool ag__same_shape(const ag_tensor *a, const ag_tensor *b);
+/* Normalises a possibly negative dim for a tensor of ndim dims, or -1. */
+int ag__dim(int dim, int ndim);
+
+/* Broadcasting of b against a (a's shape is the output's): fills bstride with
+ * b's element strides aligned to a's dims, 0 where b broadcasts. Returns false
+ * when b does not broadcast to a. */
+bool ag__broadcast_strides(const ag_tensor *a, int b_ndim, const int64_t *b_shape, int64_t bstride[AG_MAX_DIMS]);
+/* The offset into b of a's flat element i, given bstride from above. */
+static inline int64_t ag__bcast_offset(const ag_tensor *a, const int64_t *bstride, int64_t i) {
+    int64_t off = 0;
+    for (int d = a->ndim - 1; d >= 0; --d) {
+        int64_t c = i % a->shape[d];
+        i /= a->shape[d];
+        off += c * bstride[d];
+    }
+    return off;
+}
+
+/* Row-major strides of a shape. */
+void ag__strides(int ndim, const int64_t *shape, int64_t *strides);
+
+/* Thread helpers: a loop worth parallelising has at least this much work. */
+#define AG_PAR_MIN 32768
+
+#endif

@@ -1,0 +1,4 @@
+/* op_attention.c: NOT YET WRITTEN (placeholder so the op table links). */
+#include "internal.h"
+
+ag_status ag_attention_backward(ag_ctx *ctx, const ag_node *n) { return ag_fail(AG_ERR_STATE, "attention: backward not written"); }
