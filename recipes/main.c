@@ -1,3 +1,203 @@
-/* main.c: the tapegrad command line (placeholder until the examples land). */
+/* main.c: the `tapegrad` command line, a thin face over the library.
+ *
+ * Only the command line decides to exit: every library call returns a status
+ * and leaves its message in ag_error(), which is printed here.
+ *
+ *   tapegrad example xor [--steps N] [--lr X] [--hidden H] [--seed S] [--dot FILE] [--threads N]
+ *   tapegrad ops                  every op the tape can differentiate, with its derivative
+ *   tapegrad version              the version, the BLAS and the thread count
+ */
 #include "ag.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAPEGRAD_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- option parsing */
+
+/* The value after flag `name` in argv, or NULL; argv[i] and argv[i+1] are
+ * marked used (set to "") so that leftovers can be reported. */
+static const char *opt(int argc, char **argv, const char *name) {
+    for (int i = 0; i + 1 < argc; ++i)
+        if (strcmp(argv[i], name) == 0) {
+            const char *v = argv[i + 1];
+            argv[i] = argv[i + 1] = "";
+            return v;
+        }
+    return NULL;
+}
+
+static int opt_int(int argc, char **argv, const char *name, int dflt, int *ok) {
+    const char *v = opt(argc, argv, name);
+    if (!v) return dflt;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v) {
+        fprintf(stderr, "tapegrad: %s wants a whole number, got '%s'\n", name, v);
+        *ok = 0;
+    }
+    return (int)x;
+}
+
+static double opt_num(int argc, char **argv, const char *name, double dflt, int *ok) {
+    const char *v = opt(argc, argv, name);
+    if (!v) return dflt;
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !isfinite(x)) {
+        fprintf(stderr, "tapegrad: %s wants a number, got '%s'\n", name, v);
+        *ok = 0;
+    }
+    return x;
+}
+
+/* Fails on any argument nobody consumed. */
+static int leftovers(int argc, char **argv, int from) {
+    for (int i = from; i < argc; ++i)
+        if (argv[i][0]) {
+            fprintf(stderr, "tapegrad: unknown argument '%s' (see 'tapegrad help')\n", argv[i]);
+            return 1;
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- example: XOR */
+
+/* A two-layer MLP learns XOR: logits = W2 tanh(W1 x + b1) + b2, trained with
+ * binary cross-entropy and plain SGD. The first step's tape is printed before
+ * and after backward, so the reader sees the graph the loss was built from and
+ * the gradient that reached every node. */
+static int example_xor(int argc, char **argv) {
+    int ok = 1;
+    int steps = opt_int(argc, argv, "--steps", 300, &ok);
+    int hidden = opt_int(argc, argv, "--hidden", 8, &ok);
+    int seed = opt_int(argc, argv, "--seed", 1, &ok);
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    double lr = opt_num(argc, argv, "--lr", 0.5, &ok);
+    const char *dot = opt(argc, argv, "--dot");
+    if (!ok || leftovers(argc, argv, 3)) return 2;
+    if (steps < 1 || hidden < 1 || hidden > 4096 || lr <= 0) {
+        fprintf(stderr, "tapegrad example xor: --steps >= 1, 1 <= --hidden <= 4096 and --lr > 0\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+
+    static const float X[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    static const float Y[4] = {0, 1, 1, 0};
+
+    ag_params ps;
+    ag_params_init(&ps);
+    ag_tensor *w1 = ag_params_add(&ps, "fc1.weight", 2, AG_SHAPE(hidden, 2));
+    ag_tensor *b1 = ag_params_add(&ps, "fc1.bias", 1, AG_SHAPE(hidden));
+    ag_tensor *w2 = ag_params_add(&ps, "fc2.weight", 2, AG_SHAPE(1, hidden));
+    ag_tensor *b2 = ag_params_add(&ps, "fc2.bias", 1, AG_SHAPE(1));
+    ag_ctx *ctx = ag_ctx_create(0);
+    if (!w1 || !b1 || !w2 || !b2 || !ctx || ag_params_finalize(&ps) != AG_OK) {
+        fprintf(stderr, "tapegrad: %s\n", ag_error());
+        return 1;
+    }
+    /* torch.nn.Linear's initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    for (int64_t i = 0; i < ps.n; ++i) {
+        ag_tensor *p = ps.p[i];
+        double bound = 1.0 / sqrt(p == w1 || p == b1 ? 2.0 : (double)hidden);
+        for (int64_t j = 0; j < p->numel; ++j)
+            p->data[j] = (float)((2.0 * ag_rng_uniform((uint64_t)seed, (uint64_t)(i << 32 | j)) - 1.0) * bound);
+    }
+
+    int status = 0;
+    printf("tapegrad %s: a %d-%d-1 MLP learns XOR (%d steps of SGD, lr %g)\n\n", TAPEGRAD_VERSION, 2, hidden,
+           steps, lr);
+    for (int step = 0; step < steps; ++step) {
+        ag_tensor *x = ag_from(ctx, &X[0][0], 2, AG_SHAPE(4, 2), false);
+        ag_tensor *y = ag_from(ctx, Y, 2, AG_SHAPE(4, 1), false);
+        ag_tensor *h = ag_tanh(ctx, ag_linear(ctx, x, w1, b1, AG_LINEAR_OUT_IN)); /* [4,H] */
+        ag_tensor *logits = ag_linear(ctx, h, w2, b2, AG_LINEAR_OUT_IN);           /* [4,1] */
+        ag_tensor *loss = ag_bce_logits(ctx, logits, y);                           /* [1]   */
+        if (!loss) { fprintf(stderr, "tapegrad: %s\n", ag_error()); status = 1; break; }
+        if (step == 0) {
+            printf("The forward pass recorded this tape:\n");
+            ag_tape_print(stdout, ctx);
+        }
+        if (ag_backward(ctx, loss, NULL) != AG_OK) { fprintf(stderr, "tapegrad: %s\n", ag_error()); status = 1; break; }
+        if (step == 0) {
+            printf("\nbackward walked it from the last node to the first:\n");
+            ag_tape_print(stdout, ctx);
+            if (dot) {
+                FILE *f = fopen(dot, "w");
+                if (!f) { fprintf(stderr, "tapegrad: cannot write %s\n", dot); status = 1; break; }
+                ag_tape_dot(f, ctx);
+                fclose(f);
+                printf("(tape written to %s: render it with 'dot -Tsvg %s -o tape.svg')\n", dot, dot);
+            }
+            printf("\n");
+        }
+        if (step % (steps / 6 > 0 ? steps / 6 : 1) == 0 || step == steps - 1)
+            printf("step %4d  loss %.6f\n", step, loss->data[0]);
+        /* SGD over the flat blocks: one loop for every parameter */
+        for (int64_t i = 0; i < ps.total; ++i) ps.values[i] -= (float)lr * ps.grads[i];
+        ag_params_zero_grad(&ps);
+        ag_ctx_reset(ctx);
+    }
+    if (status == 0) {
+        ag_no_grad_begin(ctx);
+        ag_tensor *x = ag_from(ctx, &X[0][0], 2, AG_SHAPE(4, 2), false);
+        ag_tensor *p = ag_sigmoid(ctx, ag_linear(ctx, ag_tanh(ctx, ag_linear(ctx, x, w1, b1, AG_LINEAR_OUT_IN)), w2,
+                                                b2, AG_LINEAR_OUT_IN));
+        ag_no_grad_end(ctx);
+        int right = 0;
+        printf("\n  x1 x2  target  p(1)\n");
+        for (int i = 0; p && i < 4; ++i) {
+            printf("  %2.0f %2.0f  %6.0f  %.4f\n", X[i][0], X[i][1], Y[i], p->data[i]);
+            right += (p->data[i] > 0.5f) == (Y[i] > 0.5f);
+        }
+        printf("%d of 4 right; arena peak %zu bytes, %lld heap allocations in all\n", right,
+               ag_ctx_arena_peak(ctx), (long long)ag_alloc_count());
+    }
+    ag_ctx_free(ctx);
+    ag_params_free(&ps);
+    return status;
+}
+
+/* ---------------------------------------------------------------- other commands */
+
+static int cmd_ops(void) {
+    printf("%d ops the tape can differentiate:\n", AG_OP_COUNT);
+    for (int i = 0; i < AG_OP_COUNT; ++i)
+        printf("  %-17s %d  %s\n", ag_op_name((ag_op)i), ag_op_arity((ag_op)i), ag_op_derivative((ag_op)i));
+    return 0;
+}
+
+static int cmd_version(void) {
+    ag_set_threads(0);
+    printf("tapegrad %s\nBLAS: %s\nthreads: %d\n", TAPEGRAD_VERSION, ag_blas_info(), ag_get_threads());
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tapegrad <command> [options]\n\n"
+            "  example xor [--steps N] [--lr X] [--hidden H] [--seed S] [--dot FILE] [--threads N]\n"
+            "                 train a small MLP on XOR and print its tape\n"
+            "  ops            list every differentiable op and its derivative\n"
+            "  version        version, BLAS and threads\n"
+            "  help           this text\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "example") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "xor") == 0) return example_xor(argc, argv);
+        fprintf(stderr, "tapegrad example: the one example is 'xor'\n");
+        return 2;
+    }
+    if (strcmp(cmd, "ops") == 0) return cmd_ops();
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
+    fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what tapegrad needs from Debian 12, skipping what is already there.
+# Run as root (or with sudo). Python (python3-torch) is only needed to
+# regenerate test fixtures and run the benchmark, never to build or test.
+set -euo pipefail
+PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp libhdf5-dev zlib1g-dev libcmocka-dev libcjson-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends $missing
+fi
