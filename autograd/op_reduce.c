@@ -83,7 +83,9 @@ static ag_tensor *reduce(ag_ctx *ctx, ag_tensor *x, int dim, bool keepdim, bool 
 
     ag_tensor *out = ag__empty(ctx, ndim, shape);
     if (!out) return NULL;
-    if (dim == AG_ALL) reduce_all_forward(out->data, x->data, x->numel, scale);
+    /* One output (everything, or the only dim of a 1-D x): split the one long
+     * sum over threads instead of giving it to a single thread. */
+    if (outer * inner == 1) reduce_all_forward(out->data, x->data, x->numel, scale);
     else reduce_forward(out->data, x->data, outer, n, inner, scale);
 
     ag_node *node = ag__record(ctx, mean ? AG_OP_MEAN : AG_OP_SUM, out, 1, &x);
