@@ -319,6 +319,9 @@ static double row_cosine(const float *x1, const float *x2, int64_t D, double *m1
     return dot / sqrt(*m1 * *m2);
 }
 
+/* max(0, v), except that a NaN stays NaN (fmax would drop it and hide it). */
+static inline double hinge(double v) { return v > 0 || isnan(v) ? v : 0.0; }
+
 /* sum_r loss_r over x1, x2 [N,D], y [N] of +1/-1. */
 static double cosine_embedding_forward(const float *x1, const float *x2, const int32_t *y, int64_t N, int64_t D,
                                        float margin) {
@@ -326,7 +329,7 @@ static double cosine_embedding_forward(const float *x1, const float *x2, const i
 #pragma omp parallel for reduction(+ : total) if (N * D > AG_PAR_MIN)
     for (int64_t r = 0; r < N; ++r) {
         double m1, m2, c = row_cosine(x1 + r * D, x2 + r * D, D, &m1, &m2);
-        total += y[r] == 1 ? 1.0 - c : fmax(0.0, c - margin);
+        total += y[r] == 1 ? 1.0 - c : hinge(c - margin);
     }
     return total;
 }
