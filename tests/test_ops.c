@@ -71,7 +71,7 @@ static void test_against_pytorch(void **state) {
         ag_tensor *leaves[CASE_MAX_IN] = {0};
         ag_tensor *out = run_case(ctx, c, NULL, leaves);
         bool ok = out != NULL;
-        char what[160];
+        char what[256];
         if (!out) {
             fprintf(stderr, "case %s: the op failed: %s\n", c->name, ag_error());
         } else if (out->numel != c->out.numel) {
