@@ -22,7 +22,7 @@
  * the same row of dx, so the backward loops never split the list of indices
  * between threads. Embedding splits the columns C instead (each thread owns a
  * block of columns of every row of dW); index_select splits the outer dim and
- * gather the rows, which own disjoint parts of dx.
+ * blocks of the inner one, and gather the rows: each owns a disjoint part of dx.
  *
  * Indices are checked against their range in the tape function; an index
  * outside it is an error naming the op, the index, its position and the range.
@@ -108,23 +108,29 @@ ag_status ag_embedding_backward(ag_ctx *ctx, const ag_node *n) {
  * out[o,j,:] = x[o,idx[j],:]. */
 static void index_select_forward(float *out, const float *x, const int32_t *idx, int64_t outer, int64_t D,
                                  int64_t n, int64_t inner) {
-#pragma omp parallel for if (outer * n * inner > AG_PAR_MIN)
+#pragma omp parallel for collapse(2) if (outer * n * inner > AG_PAR_MIN)
     for (int64_t o = 0; o < outer; ++o)
         for (int64_t j = 0; j < n; ++j)
             memcpy(out + (o * n + j) * inner, x + (o * D + idx[j]) * inner, (size_t)inner * sizeof(float));
 }
 
-/* dx[o,idx[j],:] += dout[o,j,:]. Threads split the outer dim: each o owns the
- * slab dx[o,:,:], and repeated indices within it are added by one thread. */
+/* dx[o,idx[j],:] += dout[o,j,:]. The work is split into tasks (o, block of
+ * inner columns): each task owns dx[o,:,block] and walks every j, so repeated
+ * indices are added by one thread. (Splitting only o would leave one task when
+ * dim is 0, the embedding-like case.) */
 static void index_select_backward(float *dx, const float *dout, const int32_t *idx, int64_t outer, int64_t D,
                                   int64_t n, int64_t inner) {
+    int64_t nblk = (inner + COL_BLOCK - 1) / COL_BLOCK; /* column blocks per o */
 #pragma omp parallel for if (outer * n * inner > AG_PAR_MIN)
-    for (int64_t o = 0; o < outer; ++o)
+    for (int64_t task = 0; task < outer * nblk; ++task) {
+        int64_t o = task / nblk, r0 = (task % nblk) * COL_BLOCK;
+        int64_t r1 = r0 + COL_BLOCK < inner ? r0 + COL_BLOCK : inner;
         for (int64_t j = 0; j < n; ++j) {
             float *d = dx + (o * D + idx[j]) * inner;
             const float *g = dout + (o * n + j) * inner;
-            for (int64_t r = 0; r < inner; ++r) d[r] += g[r];
+            for (int64_t r = r0; r < r1; ++r) d[r] += g[r];
         }
+    }
 }
 
 ag_tensor *ag_index_select(ag_ctx *ctx, ag_tensor *x, int dim, const ag_ints *idx) {

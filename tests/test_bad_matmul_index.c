@@ -5,11 +5,15 @@
  * Embedding's padding row gets no gradient by convention, not because its
  * derivative is zero, so the fixture cases zero d(out) at padding positions to
  * keep the finite-difference check honest; test_embedding_padding_row below
- * checks the convention with a nonzero d(out).
+ * checks the convention with a nonzero d(out). And the fixtures are too small
+ * to reach the threaded loops (AG_PAR_MIN), so test_index_ops_threaded runs
+ * the index ops at sizes that do, with many repeated indices, against a
+ * plain serial scatter-add written here.
  */
 #include "harness.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The call must fail: NULL, an error status, a message naming the op ("op:")
@@ -176,11 +180,95 @@ static void test_embedding_padding_row(void **state) {
     ag_ctx_free(ctx);
 }
 
+static float value(uint64_t stream, int64_t i) { return 2.0f * ag_rng_uniform(stream, (uint64_t)i) - 1.0f; }
+
+/* A leaf tensor of values from `stream`, and an integer tensor of indices in [0, range). */
+static ag_tensor *leaf(ag_ctx *ctx, int ndim, const int64_t *shape, uint64_t stream) {
+    ag_tensor *t = ag_new(ctx, ndim, shape, true);
+    for (int64_t i = 0; i < t->numel; ++i) t->data[i] = value(stream, i);
+    return t;
+}
+static ag_ints *indices(ag_ctx *ctx, int ndim, const int64_t *shape, int64_t range, uint64_t stream) {
+    ag_ints *t = ag_ints_from(ctx, NULL, ndim, shape);
+    for (int64_t i = 0; i < t->numel; ++i) t->data[i] = (int32_t)(ag_rng_u64(stream, (uint64_t)i) % range);
+    return t;
+}
+/* Runs backward from `out` with d(out) = value(99, i) and returns that seed. */
+static float *backward_seeded(ag_ctx *ctx, ag_tensor *out) {
+    assert_non_null(out);
+    float *seed = malloc((size_t)out->numel * sizeof(float));
+    for (int64_t i = 0; i < out->numel; ++i) seed[i] = value(99, i);
+    assert_int_equal(ag_backward(ctx, out, seed), AG_OK);
+    return seed;
+}
+
+static void test_index_ops_threaded(void **state) {
+    ag_set_threads(2);
+    ag_ctx *ctx = ag_ctx_create(0);
+
+    /* embedding: W [37,200], ids [100,10], every id used ~27 times, padding 5 */
+    enum { V = 37, C = 200 };
+    ag_tensor *w = leaf(ctx, 2, AG_SHAPE(V, C), 1);
+    ag_ints *ids = indices(ctx, 2, AG_SHAPE(100, 10), V, 2);
+    ag_tensor *e = ag_embedding(ctx, w, ids, 5);
+    float *de = backward_seeded(ctx, e);
+    float *want = calloc(V * C, sizeof(float));
+    for (int64_t i = 0; i < ids->numel; ++i) {
+        assert_memory_equal(e->data + i * C, w->data + ids->data[i] * C, C * sizeof(float));
+        if (ids->data[i] != 5)
+            for (int64_t c = 0; c < C; ++c) want[ids->data[i] * C + c] += de[i * C + c];
+    }
+    assert_close("embedding dW", w->grad, want, V * C, 1e-5, 1e-6);
+    free(de);
+    free(want);
+
+    /* index_select along dim 1 of x [3,41,150] and along dim 0 of x [41,300]:
+     * 300 and 200 picks of 41 */
+    for (int dim = 1; dim >= 0; --dim) {
+        ag_ctx_reset(ctx);
+        int64_t outer = dim ? 3 : 1, D = 41, inner = dim ? 150 : 300, n = dim ? 300 : 200;
+        ag_tensor *x = dim ? leaf(ctx, 3, AG_SHAPE(3, 41, 150), 3) : leaf(ctx, 2, AG_SHAPE(41, 300), 3);
+        ag_ints *sel = indices(ctx, 1, &n, D, 4);
+        ag_tensor *s = ag_index_select(ctx, x, dim, sel);
+        float *ds = backward_seeded(ctx, s);
+        want = calloc((size_t)x->numel, sizeof(float));
+        for (int64_t o = 0; o < outer; ++o)
+            for (int64_t j = 0; j < n; ++j)
+                for (int64_t r = 0; r < inner; ++r) {
+                    int64_t from = (o * D + sel->data[j]) * inner + r, to = (o * n + j) * inner + r;
+                    assert_true(s->data[to] == x->data[from]);
+                    want[from] += ds[to];
+                }
+        assert_close(dim ? "index_select dim 1 dx" : "index_select dim 0 dx", x->grad, want, x->numel, 1e-5, 1e-6);
+        free(ds);
+        free(want);
+    }
+
+    /* gather: x [400,41], 120 picks per row */
+    ag_ctx_reset(ctx);
+    enum { R = 400, D = 41, J = 120 };
+    ag_tensor *g = leaf(ctx, 2, AG_SHAPE(R, D), 5);
+    ag_ints *pick = indices(ctx, 2, AG_SHAPE(R, J), D, 6);
+    ag_tensor *ga = ag_gather(ctx, g, pick);
+    float *dg = backward_seeded(ctx, ga);
+    want = calloc(R * D, sizeof(float));
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < J; ++j) {
+            assert_true(ga->data[r * J + j] == g->data[r * D + pick->data[r * J + j]]);
+            want[r * D + pick->data[r * J + j]] += dg[r * J + j];
+        }
+    assert_close("gather dx", g->grad, want, R * D, 1e-5, 1e-6);
+    free(dg);
+    free(want);
+    ag_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_matmul),        cmocka_unit_test(test_bad_linear),
         cmocka_unit_test(test_bad_embedding),     cmocka_unit_test(test_bad_index_select),
         cmocka_unit_test(test_bad_gather),        cmocka_unit_test(test_embedding_padding_row),
+        cmocka_unit_test(test_index_ops_threaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
