@@ -39,9 +39,11 @@
  * Threads: the B*NH heads are independent, so one OpenMP loop runs over them
  * and each head's matrix products are single-threaded cblas_sgemm calls (the
  * OpenMP build of OpenBLAS does not start threads inside a parallel region).
- * Measured on 2 cores, GPT-2 small shapes (B=4, NH=12, T=S=64 and 256, D=64),
- * forward + backward: sgemm per head is 3-6x faster than the plain loops of
- * attn_gemm_ref below, which are kept as the reference for the BLAS call.
+ * Measured on 2 cores at GPT-2 small's shapes (B=4, NH=12, D=64, causal),
+ * forward + backward: T=S=64 takes 1.9 ms with sgemm per head against 52 ms
+ * with the plain loops of attn_gemm_ref below; T=S=256, 23 ms against 527 ms.
+ * One thread instead of two: 3.0 and 44 ms. The loops stay as the reference
+ * for what each BLAS call computes.
  */
 #include "internal.h"
 
