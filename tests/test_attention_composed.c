@@ -115,6 +115,9 @@ static void test_fused_equals_composed(void **state) {
         {"cross", 2, 2, 3, 6, 5, .q_grad = 1, .k_grad = 1, .v_grad = 1},
         {"no_q_grad", 2, 2, 4, 4, 8, .causal = 1, .k_grad = 1, .v_grad = 1},
         {"only_v_grad", 2, 2, 4, 4, 8, .v_grad = 1},
+        /* large enough (B*NH*T*S*D > AG_PAR_MIN) for the fused op's OpenMP loop over heads */
+        {"threads", 2, 4, 32, 32, 16, .causal = 1, .key_mask = 1, .dropout = 0.1f, .bias_ndim = 3,
+         .bias_shape = {4, 32, 32}, .bias_grad = 1, .q_grad = 1, .k_grad = 1, .v_grad = 1},
     };
     ag_ctx *fctx = ag_ctx_create(0), *cctx = ag_ctx_create(0);
     int failed = 0;
