@@ -119,14 +119,32 @@ static double norm(const float *x, int64_t n) {
     return sqrt(s);
 }
 
-/* A short label for a tensor: its parameter name, or "t<k>" for the output of
- * node k, or "in" for a leaf the tape did not make. */
+/* A short label for a tensor: its parameter name; "t<k>" for the output of
+ * node k; "in<j>" for the j-th distinct leaf the tape reads that is not a
+ * parameter (numbered in order of first use, so the printout is the same on
+ * every run). */
 static void label(char *buf, size_t cap, const ag_ctx *ctx, const ag_tensor *t) {
     if (!t) { snprintf(buf, cap, "-"); return; }
     if (t->name) { snprintf(buf, cap, "%s", t->name); return; }
-    for (int64_t k = 0; k < ctx->n_nodes; ++k)
-        if (ctx->nodes[k].out == t) { snprintf(buf, cap, "t%lld", (long long)k); return; }
-    snprintf(buf, cap, "leaf@%p", (const void *)t);
+    int leaves = 0;
+    for (int64_t k = 0; k < ctx->n_nodes; ++k) {
+        const ag_node *n = &ctx->nodes[k];
+        if (n->out == t) { snprintf(buf, cap, "t%lld", (long long)k); return; }
+        for (int i = 0; i < n->n_in; ++i) {
+            const ag_tensor *u = n->in[i];
+            if (!u || u->name) continue;
+            bool made_or_seen = false; /* an op output, or a leaf met earlier */
+            for (int64_t j = 0; j < k && !made_or_seen; ++j) {
+                made_or_seen = ctx->nodes[j].out == u;
+                for (int q = 0; q < ctx->nodes[j].n_in && !made_or_seen; ++q) made_or_seen = ctx->nodes[j].in[q] == u;
+            }
+            for (int q = 0; q < i && !made_or_seen; ++q) made_or_seen = n->in[q] == u;
+            if (made_or_seen) continue;
+            if (u == t) { snprintf(buf, cap, "in%d", leaves); return; }
+            leaves++;
+        }
+    }
+    snprintf(buf, cap, "in?");
 }
 
 void ag_tape_print(FILE *f, const ag_ctx *ctx) {
