@@ -111,6 +111,12 @@ void *ag_calloc(size_t n, size_t size);
 void *ag_realloc(void *p, size_t bytes);
 void ag_free(void *p);
 
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (free() it), at
+ * most max_bytes; *len receives its length when len is not NULL. Returns NULL
+ * with AG_ERR_IO and a message "<what> <path>: ..." when the file cannot be
+ * opened or read, or is larger than max_bytes. */
+char *ag_read_file(const char *what, const char *path, size_t max_bytes, size_t *len);
+
 /* ---------------------------------------------------------------- parameters */
 
 /* The model-lifetime registry: every parameter a named slice of one value block

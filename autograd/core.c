@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -48,6 +49,28 @@ static void *aligned_block(size_t bytes) {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
     return p;
+}
+
+/* ---------------------------------------------------------------- files */
+
+char *ag_read_file(const char *what, const char *path, size_t max_bytes, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { ag_fail(AG_ERR_IO, "%s %s: cannot open: %s", what, path, strerror(errno)); return NULL; }
+    char *text = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n < 0 || (size_t)n > max_bytes) {
+        ag_fail(AG_ERR_IO, n < 0 ? "%s %s: cannot read its size" : "%s %s: larger than %zu bytes", what, path, max_bytes);
+    } else if (fseek(f, 0, SEEK_SET) != 0 || !(text = ag_malloc((size_t)n + 1)) ||
+               fread(text, 1, (size_t)n, f) != (size_t)n) {
+        ag_fail(AG_ERR_IO, "%s %s: read failed", what, path);
+        ag_free(text);
+        text = NULL;
+    } else {
+        text[n] = 0;
+        if (len) *len = (size_t)n;
+    }
+    fclose(f);
+    return text;
 }
 
 /* ---------------------------------------------------------------- the arena */

@@ -180,7 +180,6 @@ ag_tensor *nn_mha_forward(ag_ctx *ctx, const nn_mha *m, ag_tensor *x, ag_tensor 
 
 /* ---------------------------------------------------------------- config.json */
 
-#include <errno.h>
 #include <stdlib.h>
 
 ag_status nn_config_parse(nn_config *c, const char *text, const char *name) {
@@ -204,17 +203,8 @@ ag_status nn_config_parse(nn_config *c, const char *text, const char *name) {
 
 ag_status nn_config_load(nn_config *c, const char *path) {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ag_fail(AG_ERR_IO, "config %s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (64L << 20)) { fclose(f); return ag_fail(AG_ERR_IO, "config %s: unreadable or too large", path); }
-    char *text = malloc((size_t)n + 1);
-    size_t got = text ? fread(text, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (!text || got != (size_t)n) { free(text); return ag_fail(AG_ERR_IO, "config %s: read failed", path); }
-    text[n] = 0;
+    char *text = ag_read_file("config", path, 64u << 20, NULL);
+    if (!text) return ag_error_status();
     ag_status st = nn_config_parse(c, text, path);
     free(text);
     return st;

@@ -2,7 +2,6 @@
 #include "batch.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,16 +57,8 @@ static ag_status read_field(const char *path, const cJSON *v, ag_ints *f) {
 
 ag_status recipe_batch_load(recipe_batch *b, const char *path) {
     memset(b, 0, sizeof *b);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ag_fail(AG_ERR_IO, "batch %s: cannot open: %s", path, strerror(errno));
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = n >= 0 && n < (256L << 20) ? malloc((size_t)n + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)n, fp) : 0;
-    fclose(fp);
-    if (!text || got != (size_t)n) { free(text); return ag_fail(AG_ERR_IO, "batch %s: read failed", path); }
-    text[n] = 0;
+    char *text = ag_read_file("batch", path, 256u << 20, NULL);
+    if (!text) return ag_error_status();
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!cJSON_IsObject(root)) {
