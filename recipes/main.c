@@ -8,6 +8,7 @@
  *   tapegrad version              the version, the BLAS and the thread count
  */
 #include "ag.h"
+#include "recipes.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -161,6 +162,37 @@ static int example_xor(int argc, char **argv) {
     return status;
 }
 
+/* ---------------------------------------------------------------- bench */
+
+static int cmd_bench(int argc, char **argv) {
+    int ok = 1;
+    recipe_bench_opts o = {
+        .vocab = opt_int(argc, argv, "--vocab", 50257, &ok),
+        .positions = opt_int(argc, argv, "--positions", 1024, &ok),
+        .embd = opt_int(argc, argv, "--embd", 768, &ok),
+        .layers = opt_int(argc, argv, "--layers", 12, &ok),
+        .heads = opt_int(argc, argv, "--heads", 12, &ok),
+        .batch = opt_int(argc, argv, "--batch", 4, &ok),
+        .seq = opt_int(argc, argv, "--seq", 64, &ok),
+        .steps = opt_int(argc, argv, "--steps", 5, &ok),
+        .warmup = opt_int(argc, argv, "--warmup", 1, &ok),
+    };
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (o.vocab < 1 || o.positions < 1 || o.embd < 1 || o.layers < 1 || o.heads < 1 || o.batch < 1 || o.seq < 2 ||
+        o.steps < 1 || o.warmup < 0) {
+        fprintf(stderr, "tapegrad bench: sizes must be positive (--seq >= 2)\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    recipe_bench_result r;
+    if (recipe_bench_gpt2(&o, &r) != AG_OK) { fprintf(stderr, "tapegrad bench: %s\n", ag_error()); return 1; }
+    printf("{\"impl\": \"tapegrad\", \"ms_per_step\": %.2f, \"tokens_per_s\": %.1f, \"peak_rss_mb\": %.1f, "
+           "\"arena_mb\": %.1f, \"loss\": %.6f, \"threads\": %d}\n",
+           r.ms_per_step, r.tokens_per_s, r.peak_rss_mb, r.arena_mb, r.loss, ag_get_threads());
+    return 0;
+}
+
 /* ---------------------------------------------------------------- other commands */
 
 static int cmd_ops(void) {
@@ -181,6 +213,8 @@ static void usage(FILE *f) {
             "usage: tapegrad <command> [options]\n\n"
             "  example xor [--steps N] [--lr X] [--hidden H] [--seed S] [--dot FILE] [--threads N]\n"
             "                 train a small MLP on XOR and print its tape\n"
+            "  bench [--vocab V --positions P --embd C --layers L --heads H --batch B --seq T --steps N --threads N]\n"
+            "                 time GPT-2 training steps (forward, backward, AdamW); see bench/run.sh\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");
@@ -195,6 +229,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(cmd, "ops") == 0) return cmd_ops();
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
     fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);
