@@ -182,6 +182,11 @@ ag_status ckpt_safetensors_save(const char *path, const ag_params *ps, const ckp
  * AG_MAX_DIMS dims or a name already declared. */
 ag_status ckpt_safetensors_declare(const char *path, ag_params *ps);
 
+/* Writes every parameter's gradient as a float32 dataset named by its Hugging
+ * Face name at the root of an HDF5 file (`tapegrad loss --grads`), atomically
+ * like ckpt_save. Returns AG_OK, or AG_ERR_IO naming the path. */
+ag_status ckpt_save_grads(const char *path, const ag_params *ps);
+
 #ifdef __cplusplus
 }
 #endif

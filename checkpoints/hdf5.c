@@ -706,3 +706,30 @@ cleanup:
     quiet_end(&q);
     return status;
 }
+
+/* ---------------------------------------------------------------- gradients */
+
+ag_status ckpt_save_grads(const char *path, const ag_params *ps) {
+    if (!ps->finalized) return ag_fail(AG_ERR_STATE, "gradients %s: the registry is not finalized", path);
+    char *tmp = ckpt__tmp_path(path);
+    if (!tmp) return ag_fail(AG_ERR_MEMORY, "gradients %s: out of memory", path);
+    h5_quiet q;
+    quiet_begin(&q);
+    ag_status status = AG_OK;
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) {
+        status = ag_fail(AG_ERR_IO, "gradients %s: cannot create %s", path, tmp);
+    } else {
+        for (int64_t i = 0; i < ps->n && status == AG_OK; ++i)
+            if (!write_f32(file, ps->p[i]->name, ps->p[i], ps->p[i]->grad))
+                status = io_fail(path, "cannot write %s", ps->p[i]->name);
+        if (H5Fclose(file) < 0 && status == AG_OK) status = io_fail(path, "cannot close %s", tmp);
+        char what[600];
+        snprintf(what, sizeof what, "gradients %s", path);
+        if (status == AG_OK) status = ckpt__commit(tmp, path, what);
+        if (status != AG_OK) unlink(tmp);
+    }
+    quiet_end(&q);
+    ag_free(tmp);
+    return status;
+}

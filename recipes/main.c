@@ -8,6 +8,9 @@
  *   tapegrad version              the version, the BLAS and the thread count
  */
 #include "ag.h"
+#include "ckpt.h"
+#include "data.h"
+#include "models.h"
 #include "recipes.h"
 
 #include <math.h>
@@ -193,6 +196,235 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- loss, params, convert */
+
+/* `tapegrad loss`: the class's loss on a batch, in eval mode, with the
+ * gradients of every parameter (how a user checks an imported model). */
+static int cmd_loss(int argc, char **argv) {
+    const char *config = opt(argc, argv, "--config"), *weights = opt(argc, argv, "--weights"),
+               *batch_path = opt(argc, argv, "--batch"), *arch = opt(argc, argv, "--arch"),
+               *grads = opt(argc, argv, "--grads");
+    bool json = false;
+    for (int i = 2; i < argc; ++i)
+        if (strcmp(argv[i], "--json") == 0) { json = true; argv[i] = ""; }
+    if (leftovers(argc, argv, 2)) return 2;
+    if (!config || !weights || !batch_path) {
+        fprintf(stderr, "tapegrad loss: needs --config config.json --weights model.safetensors --batch batch.json\n");
+        return 2;
+    }
+    recipe_model m;
+    recipe_batch b = {0};
+    ag_ctx *ctx = NULL;
+    int rc = 1;
+    int64_t tokens = 0;
+    if (recipe_model_declare(&m, config, arch) || recipe_model_alloc(&m, 0) ||
+        ckpt_safetensors_load(weights, &m.ps, m.aliases, m.n_aliases) || recipe_batch_load(&b, batch_path))
+        goto done;
+    if (!(ctx = ag_ctx_create(0))) { ag_fail(AG_ERR_MEMORY, "out of memory"); goto done; }
+    ag_ctx_train(ctx, false); /* eval mode: no dropout */
+    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+    if (!loss || ag_backward(ctx, loss, NULL)) goto done;
+    if (grads && ckpt_save_grads(grads, &m.ps)) goto done;
+    if (json) printf("{\"loss\": %.9g, \"tokens\": %lld}\n", loss->data[0], (long long)tokens);
+    else printf("%s loss %.7f over %lld tokens\n", m.arch, loss->data[0], (long long)tokens);
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "tapegrad loss: %s\n", ag_error());
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+    return rc;
+}
+
+/* `tapegrad params`: every parameter's name and shape and the total, from the
+ * config alone: nothing is allocated, so it answers at once for any size. */
+static int cmd_params(int argc, char **argv) {
+    const char *config = opt(argc, argv, "--config"), *arch = opt(argc, argv, "--arch");
+    bool json = false;
+    for (int i = 2; i < argc; ++i)
+        if (strcmp(argv[i], "--json") == 0) { json = true; argv[i] = ""; }
+    if (leftovers(argc, argv, 2)) return 2;
+    if (!config) { fprintf(stderr, "tapegrad params: needs --config config.json\n"); return 2; }
+    recipe_model m;
+    if (recipe_model_declare(&m, config, arch)) {
+        fprintf(stderr, "tapegrad params: %s\n", ag_error());
+        recipe_model_free(&m);
+        return 1;
+    }
+    char s[64];
+    if (json) printf("{\"total\": %lld, \"params\": [", (long long)m.ps.total);
+    for (int64_t i = 0; i < m.ps.n; ++i) {
+        const ag_tensor *t = m.ps.p[i];
+        if (json) {
+            printf("%s{\"name\": \"%s\", \"shape\": [", i ? ", " : "", t->name);
+            for (int d = 0; d < t->ndim; ++d) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
+            printf("]}");
+        } else {
+            printf("%-60s %s\n", t->name, ag_shape_str(s, t->ndim, t->shape));
+        }
+    }
+    if (json) printf("]}\n");
+    else printf("%s: %lld parameters in %lld tensors\n", m.arch, (long long)m.ps.total, (long long)m.ps.n);
+    recipe_model_free(&m);
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* `tapegrad convert in out`: safetensors <-> HDF5 checkpoint, by parameter name.
+ * From HDF5 the run's config says which model, so its registry is built first. */
+static int cmd_convert(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: tapegrad convert model.safetensors model.h5 (or back)\n"); return 2; }
+    const char *in = argv[2], *out = argv[3];
+    ag_params ps;
+    ag_params_init(&ps);
+    int rc = 1;
+    if (ends_with(in, ".safetensors") && ends_with(out, ".h5")) {
+        if (!ckpt_safetensors_declare(in, &ps) && !ag_params_finalize(&ps) &&
+            !ckpt_safetensors_load(in, &ps, NULL, 0) && !ckpt_save(out, &ps, NULL))
+            rc = 0;
+    } else if (ends_with(in, ".h5") && ends_with(out, ".safetensors")) {
+        ckpt_state st = {0};
+        recipe_model m = {0};
+        nn_config c;
+        bool have_model = false;
+        if (!ckpt_read_state(in, &st)) {
+            if (st.config && !nn_config_parse(&c, st.config, in)) {
+                /* a model checkpoint: build its registry so tied weights are known */
+                char tmp[] = "/tmp/tapegrad-config-XXXXXX";
+                int fd = mkstemp(tmp);
+                FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+                if (f) { fputs(st.config, f); fclose(f); }
+                have_model = f && !recipe_model_declare(&m, tmp, NULL) && !ag_params_finalize(&m.ps);
+                remove(tmp);
+                nn_config_free(&c);
+            }
+            if (have_model && !ckpt_load_params(in, &m.ps) &&
+                !ckpt_safetensors_save(out, &m.ps, m.aliases, m.n_aliases, false))
+                rc = 0;
+            else if (!have_model)
+                ag_fail(AG_ERR_ARG, "convert %s: the checkpoint holds no model config to build from", in);
+        }
+        if (have_model) recipe_model_free(&m);
+        ckpt_state_free(&st);
+    } else {
+        fprintf(stderr, "tapegrad convert: converts .safetensors to .h5 or .h5 to .safetensors\n");
+        return 2;
+    }
+    if (rc) fprintf(stderr, "tapegrad convert: %s\n", ag_error());
+    else printf("wrote %s (%lld tensors)\n", out, (long long)ps.n);
+    ag_params_free(&ps);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- prepare, pretrain, generate */
+
+static int cmd_prepare(int argc, char **argv) {
+    int ok = 1;
+    const char *out = opt(argc, argv, "--out");
+    double val = opt_num(argc, argv, "--val", 0.05, &ok);
+    const char *tok = opt(argc, argv, "--tokenizer");
+    if (!ok) return 2;
+    if (tok && strcmp(tok, "bytes") != 0) {
+        fprintf(stderr, "tapegrad prepare: only the byte-level tokenizer (--tokenizer bytes) exists so far\n");
+        return 2;
+    }
+    /* every remaining argument after --input is an input file */
+    const char *inputs[4096];
+    int n = 0;
+    bool after_input = false;
+    for (int i = 2; i < argc; ++i) {
+        if (!argv[i][0]) continue;
+        if (strcmp(argv[i], "--input") == 0) { after_input = true; continue; }
+        if (!after_input || n == 4096) { fprintf(stderr, "tapegrad prepare: unexpected '%s'\n", argv[i]); return 2; }
+        inputs[n++] = argv[i];
+    }
+    if (!out || n == 0) { fprintf(stderr, "usage: tapegrad prepare --out DIR [--val 0.05] --input FILE...\n"); return 2; }
+    int64_t n_train, n_val;
+    if (data_prepare_bytes(inputs, n, out, val, &n_train, &n_val)) {
+        fprintf(stderr, "tapegrad prepare: %s\n", ag_error());
+        return 1;
+    }
+    printf("prepared %d file%s: %lld training tokens, %lld held out, in %s/\n", n, n == 1 ? "" : "s",
+           (long long)n_train, (long long)n_val, out);
+    return 0;
+}
+
+static int cmd_pretrain(int argc, char **argv) {
+    int ok = 1;
+    const char *recipe = opt(argc, argv, "--recipe");
+    recipe_train_opts o = {
+        .config_path = opt(argc, argv, "--config"),
+        .data_dir = opt(argc, argv, "--data"),
+        .out_dir = opt(argc, argv, "--out"),
+        .steps = opt_int(argc, argv, "--steps", 1000, &ok),
+        .batch = opt_int(argc, argv, "--batch", 16, &ok),
+        .seq = opt_int(argc, argv, "--seq", 128, &ok),
+        .grad_accum = opt_int(argc, argv, "--grad-accum", 1, &ok),
+        .lr = opt_num(argc, argv, "--lr", 1e-3, &ok),
+        .min_lr = opt_num(argc, argv, "--min-lr", 1e-4, &ok),
+        .weight_decay = opt_num(argc, argv, "--weight-decay", 0.1, &ok),
+        .clip = opt_num(argc, argv, "--clip", 1.0, &ok),
+        .warmup = opt_int(argc, argv, "--warmup", 50, &ok),
+        .schedule = opt(argc, argv, "--schedule"),
+        .log_every = opt_int(argc, argv, "--log-every", 10, &ok),
+        .eval_every = opt_int(argc, argv, "--eval-every", 100, &ok),
+        .eval_batches = opt_int(argc, argv, "--eval-batches", 8, &ok),
+        .save_every = opt_int(argc, argv, "--save-every", 500, &ok),
+        .seed = (uint64_t)opt_int(argc, argv, "--seed", 1337, &ok),
+        .max_seconds = opt_num(argc, argv, "--minutes", 0, &ok) * 60,
+    };
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    for (int i = 2; i < argc; ++i)
+        if (strcmp(argv[i], "--resume") == 0) { o.resume = true; argv[i] = ""; }
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!o.schedule) o.schedule = "cosine";
+    if (!recipe || strcmp(recipe, "clm") != 0) {
+        fprintf(stderr, "tapegrad pretrain: --recipe clm is the recipe that exists so far\n");
+        return 2;
+    }
+    if (!o.config_path || !o.data_dir || !o.out_dir) {
+        fprintf(stderr, "usage: tapegrad pretrain --recipe clm --config model.json --data DIR --out RUN [options]\n");
+        return 2;
+    }
+    if (o.log_every < 1 || o.eval_batches < 1) {
+        fprintf(stderr, "tapegrad pretrain: --log-every and --eval-batches must be >= 1\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    if (recipe_train_clm(&o)) { fprintf(stderr, "tapegrad pretrain: %s\n", ag_error()); return 1; }
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    int ok = 1;
+    recipe_generate_opts o = {
+        .checkpoint = opt(argc, argv, "--checkpoint"),
+        .prompt = opt(argc, argv, "--prompt"),
+        .max_new = opt_int(argc, argv, "--max-new", 200, &ok),
+        .temperature = (float)opt_num(argc, argv, "--temperature", 0.8, &ok),
+        .top_k = opt_int(argc, argv, "--top-k", 0, &ok),
+        .top_p = (float)opt_num(argc, argv, "--top-p", 1.0, &ok),
+        .seed = (uint64_t)opt_int(argc, argv, "--seed", 0, &ok),
+    };
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    for (int i = 2; i < argc; ++i)
+        if (strcmp(argv[i], "--greedy") == 0) { o.greedy = true; argv[i] = ""; }
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!o.checkpoint) { fprintf(stderr, "usage: tapegrad generate --checkpoint RUN [--prompt TEXT] [options]\n"); return 2; }
+    if (!o.prompt) o.prompt = "";
+    if (o.max_new < 0 || o.temperature <= 0 || o.top_k < 0 || o.top_p <= 0 || o.top_p > 1) {
+        fprintf(stderr, "tapegrad generate: --max-new >= 0, --temperature > 0, --top-k >= 0, 0 < --top-p <= 1\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    if (recipe_generate(&o, stdout)) { fprintf(stderr, "tapegrad generate: %s\n", ag_error()); return 1; }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- other commands */
 
 static int cmd_ops(void) {
@@ -215,6 +447,16 @@ static void usage(FILE *f) {
             "                 train a small MLP on XOR and print its tape\n"
             "  bench [--vocab V --positions P --embd C --layers L --heads H --batch B --seq T --steps N --threads N]\n"
             "                 time GPT-2 training steps (forward, backward, AdamW); see bench/run.sh\n"
+            "  prepare --out DIR [--val F] --input FILE...   corpus -> byte-level token shards\n"
+            "  pretrain --recipe clm --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
+            "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
+            "           --save-every --minutes --seed --threads --resume]\n"
+            "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
+            "           --greedy --seed S]\n"
+            "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
+            "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
+            "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
+            "  convert IN OUT  model.safetensors <-> checkpoint .h5\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");
@@ -230,6 +472,12 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "ops") == 0) return cmd_ops();
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "loss") == 0) return cmd_loss(argc, argv);
+    if (strcmp(cmd, "params") == 0) return cmd_params(argc, argv);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
+    if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
     fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);

@@ -1,0 +1,73 @@
+/* models.c: choosing the family and class (see models.h). */
+#include "models.h"
+
+#include <string.h>
+
+ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
+    memset(m, 0, sizeof *m);
+    ag_params_init(&m->ps);
+    ag_status st = nn_config_load(&m->cfg, config_path);
+    if (st) return st;
+    const char *type, *a = arch && arch[0] ? arch : NULL;
+    if ((st = nn_config_str(&m->cfg, "model_type", NULL, &type))) return st;
+    if (!type) return ag_fail(AG_ERR_ARG, "config %s: no \"model_type\" field", config_path);
+    if (!a) {
+        const cJSON *archs = cJSON_GetObjectItemCaseSensitive(m->cfg.json, "architectures");
+        const cJSON *first = cJSON_GetArrayItem(archs, 0);
+        if (!cJSON_IsString(first))
+            return ag_fail(AG_ERR_ARG, "config %s: no \"architectures\" list to choose a class from (give --arch)",
+                           config_path);
+        a = first->valuestring;
+    }
+    snprintf(m->arch, sizeof m->arch, "%s", a);
+    if (strcmp(type, "gpt2") == 0) {
+        m->family = RECIPE_FAMILY_GPT2;
+        bool head;
+        if (strcmp(a, "GPT2LMHeadModel") == 0) head = true;
+        else if (strcmp(a, "GPT2Model") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-2 class tapegrad builds "
+                            "(GPT2LMHeadModel, GPT2Model)", config_path, a);
+        nn_gpt2_config gc;
+        if ((st = nn_gpt2_config_read(&m->cfg, &gc)) || (st = nn_gpt2_declare(&m->ps, &m->gpt2, &gc, head))) return st;
+        const char *al[4][2];
+        m->n_aliases = nn_gpt2_aliases(&m->gpt2, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2 is)", config_path, type);
+}
+
+ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
+    ag_status st = ag_params_finalize(&m->ps);
+    if (st) return st;
+    switch (m->family) {
+    case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
+    }
+    return AG_OK;
+}
+
+void recipe_model_free(recipe_model *m) {
+    switch (m->family) {
+    case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
+    }
+    ag_params_free(&m->ps);
+    nn_config_free(&m->cfg);
+}
+
+ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, int64_t *tokens) {
+    const ag_ints *ids = recipe_batch_get(b, "input_ids"), *mask = recipe_batch_get(b, "attention_mask"),
+                  *labels = recipe_batch_get(b, "labels");
+    if (!ids || !labels) {
+        ag_fail(AG_ERR_ARG, "loss: %s needs \"input_ids\" and \"labels\" in the batch", m->arch);
+        return NULL;
+    }
+    switch (m->family) {
+    case RECIPE_FAMILY_GPT2:
+        if (!m->gpt2.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPT2LMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_gpt2_lm_loss(ctx, &m->gpt2, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    }
+    return NULL;
+}

@@ -1,0 +1,39 @@
+/* models.h: a model family chosen by a config.json and a Hugging Face class
+ * name, behind one interface for the commands that do not care which family
+ * it is (loss, params, convert, generate). Families register here as they land
+ * (GPT-2 so far). */
+#ifndef TAPEGRAD_RECIPES_MODELS_H
+#define TAPEGRAD_RECIPES_MODELS_H
+
+#include "batch.h"
+#include "ckpt.h"
+#include "gpt2.h"
+#include "nn.h"
+
+typedef enum { RECIPE_FAMILY_GPT2 } recipe_family;
+
+typedef struct recipe_model {
+    char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
+    recipe_family family;
+    nn_config cfg;
+    ag_params ps;
+    nn_gpt2 gpt2;
+    ckpt_alias aliases[8];
+    int n_aliases;
+} recipe_model;
+
+/* Reads the config and declares the class's parameters (names and shapes) in
+ * m->ps, not yet finalized: `tapegrad params` stops there, without allocating
+ * weights. arch NULL or "" takes the config's architectures[0]. Errors: an
+ * unknown model_type or class, a bad config field (named). */
+ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch);
+/* Finalizes the registry and initialises the weights as Hugging Face does. */
+ag_status recipe_model_alloc(recipe_model *m, uint64_t seed);
+void recipe_model_free(recipe_model *m);
+
+/* The class's own loss on a batch (the fields it needs: input_ids,
+ * attention_mask, labels, ...), as its forward(labels=...) computes it.
+ * *tokens receives the number of counted target tokens. */
+ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, int64_t *tokens);
+
+#endif

@@ -1,0 +1,347 @@
+/* train.c: the trainer loop and the causal-LM recipe (`tapegrad pretrain --recipe clm`).
+ *
+ * One optimizer step:
+ *   for each of grad_accum micro-batches:
+ *     reset the step arena; take batch number (step*grad_accum + micro) from
+ *     the loader; forward; loss = SUM of token losses; backward (adds into the
+ *     flat gradient block)
+ *   scale the gradients by 1/(tokens in all micro-batches): the mean over every
+ *     counted token, however the tokens fell into micro-batches
+ *   clip to the global norm; lr from the schedule; AdamW; zero the gradients
+ *
+ * Everything random is a pure function of the step: the loader's windows come
+ * from (seed, batch index) and dropout's masks from (seed ^ step, counter), so
+ * a run resumed from a checkpoint at step N takes exactly the steps an
+ * unbroken run takes, bit for bit.
+ */
+#include "recipes.h"
+
+#include "ckpt.h"
+#include "data.h"
+#include "gpt2.h"
+#include "optim.h"
+#include "sample.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static volatile sig_atomic_t stop_requested;
+static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- the model behind a recipe */
+
+/* The loss of a causal LM on inputs [B,T] against targets [B,T] (already
+ * shifted by the loader): sum or mean over the tokens. */
+static ag_tensor *clm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *in, const ag_ints *tgt, ag_reduction red) {
+    ag_tensor *h = nn_gpt2_forward(ctx, m, in, NULL, 0);
+    return ag_cross_entropy(ctx, nn_gpt2_logits(ctx, m, h), tgt, 0.0f, red);
+}
+
+/* Mean loss over n_batches fixed held-out batches, in eval mode and no-grad. */
+static ag_status evaluate(ag_ctx *ctx, const nn_gpt2 *m, const data_shard *val, int B, int T, int n_batches,
+                          uint64_t seed, double *mean_loss) {
+    data_loader l;
+    ag_status st = data_loader_init(&l, val, B, T, seed ^ 0xe7a1ull);
+    if (st != AG_OK) return st;
+    int32_t *in = malloc((size_t)B * T * sizeof(int32_t)), *tgt = malloc((size_t)B * T * sizeof(int32_t));
+    if (!in || !tgt) { free(in); free(tgt); return ag_fail(AG_ERR_MEMORY, "eval: out of memory"); }
+    bool was_training = ctx->training;
+    ag_ctx_train(ctx, false);
+    double sum = 0;
+    for (int b = 0; b < n_batches && st == AG_OK; ++b) {
+        data_loader_next(&l, in, tgt);
+        ag_ctx_reset(ctx);
+        ag_no_grad_begin(ctx);
+        ag_ints ii = ag_ints_wrap(in, 2, AG_SHAPE(B, T)), tt = ag_ints_wrap(tgt, 2, AG_SHAPE(B, T));
+        ag_tensor *loss = clm_loss(ctx, m, &ii, &tt, AG_REDUCE_MEAN);
+        ag_no_grad_end(ctx);
+        if (!loss) st = ag_error_status();
+        else sum += loss->data[0];
+    }
+    ag_ctx_reset(ctx);
+    ag_ctx_train(ctx, was_training);
+    free(in);
+    free(tgt);
+    *mean_loss = sum / n_batches;
+    return st;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static ag_status save(const char *path, const ag_params *ps, optim *opt, const nn_config *cfg, int64_t step,
+                      int64_t tokens, uint64_t seed, const recipe_train_opts *o) {
+    char loader_pos[128], sched[256];
+    snprintf(loader_pos, sizeof loader_pos, "{\"batch\": %lld}", (long long)(step * o->grad_accum));
+    snprintf(sched, sizeof sched, "{\"kind\": \"%s\", \"lr\": %.9g, \"min_lr\": %.9g, \"warmup\": %d, \"total\": %d}",
+             o->schedule, o->lr, o->min_lr, o->warmup, o->steps);
+    ckpt_state st = {
+        .config = cfg->text,
+        .optim_kind = "adamw",
+        .optim_step = optim_step_count(opt),
+        .n_hparams = 4,
+        .hparam = {{"lr", o->lr}, {"weight_decay", o->weight_decay}, {"beta1", 0.9}, {"beta2", 0.999}},
+        .schedule = sched,
+        .global_step = step,
+        .tokens_seen = tokens,
+        .rng_seed = seed,
+        .rng_counter = 0,
+        .loader_position = loader_pos,
+        .loader_position_len = strlen(loader_pos),
+        .recipe = "clm",
+    };
+    st.n_moments = optim_state_count(opt);
+    for (int k = 0; k < st.n_moments && k < CKPT_MAX_MOMENTS; ++k) {
+        st.moment_name[k] = optim_state_name(opt, k);
+        st.moment[k] = optim_state_block(opt, k);
+    }
+    return ckpt_save(path, ps, &st);
+}
+
+/* ---------------------------------------------------------------- the trainer */
+
+ag_status recipe_train_clm(const recipe_train_opts *o) {
+    ag_status st;
+    nn_config cfg = {0};
+    nn_gpt2_config gc;
+    nn_gpt2 m = {0};
+    ag_params ps;
+    ag_params_init(&ps);
+    data_shard train = {0}, val = {0};
+    optim *opt = NULL;
+    ag_ctx *ctx = NULL;
+    FILE *metrics = NULL;
+    int32_t *in = NULL, *tgt = NULL;
+    char path[1024], ckpt_path[1024];
+    int64_t start_step = 0, tokens = 0;
+
+    if (o->steps < 1 || o->batch < 1 || o->seq < 2 || o->grad_accum < 1)
+        return ag_fail(AG_ERR_ARG, "pretrain: --steps, --batch and --grad-accum must be >= 1 and --seq >= 2");
+    if ((st = nn_config_load(&cfg, o->config_path)) || (st = nn_gpt2_config_read(&cfg, &gc))) goto done;
+    if (o->seq > gc.n_positions) {
+        st = ag_fail(AG_ERR_ARG, "pretrain: --seq %d exceeds n_positions %d of %s", o->seq, gc.n_positions, o->config_path);
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/train.bin", o->data_dir);
+    if ((st = data_shard_read(&train, path))) goto done;
+    snprintf(path, sizeof path, "%s/val.bin", o->data_dir);
+    if ((st = data_shard_read(&val, path))) goto done;
+    if (train.vocab_size > gc.vocab_size) {
+        st = ag_fail(AG_ERR_ARG, "pretrain: the data's vocabulary (%d) is larger than vocab_size %d in %s",
+                     train.vocab_size, gc.vocab_size, o->config_path);
+        goto done;
+    }
+    if ((st = nn_gpt2_declare(&ps, &m, &gc, true)) || (st = ag_params_finalize(&ps))) goto done;
+    nn_gpt2_init_weights(&m, o->seed);
+
+    optim_config oc = optim_adamw_defaults();
+    oc.weight_decay = o->weight_decay;
+    if ((st = optim_create(&opt, &ps, &oc))) goto done;
+    optim_schedule sched = {.lr = o->lr, .min_lr = o->min_lr, .warmup_steps = o->warmup, .total_steps = o->steps};
+    if ((st = optim_schedule_kind_from_name(o->schedule, &sched.kind)) || (st = optim_schedule_check(&sched))) goto done;
+
+    mkdir(o->out_dir, 0755);
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->out_dir);
+    if (o->resume) {
+        ckpt_state cs = {0};
+        if ((st = ckpt_load_params(ckpt_path, &ps)) || (st = ckpt_read_state(ckpt_path, &cs))) goto done;
+        start_step = cs.global_step;
+        tokens = cs.tokens_seen;
+        for (int k = 0; k < optim_state_count(opt) && st == AG_OK; ++k)
+            st = ckpt_load_moment(ckpt_path, &ps, optim_state_name(opt, k), optim_state_block(opt, k));
+        if (st == AG_OK) st = optim_set_step_count(opt, cs.optim_step);
+        ckpt_state_free(&cs);
+        if (st) goto done;
+        printf("resumed from %s at step %lld\n", ckpt_path, (long long)start_step);
+    }
+
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
+    metrics = fopen(path, o->resume ? "a" : "w");
+    ctx = ag_ctx_create(0);
+    in = malloc((size_t)o->batch * o->seq * sizeof(int32_t));
+    tgt = malloc((size_t)o->batch * o->seq * sizeof(int32_t));
+    if (!metrics) { st = ag_fail(AG_ERR_IO, "pretrain: cannot write %s: %s", path, strerror(errno)); goto done; }
+    if (!ctx || !in || !tgt) { st = ag_fail(AG_ERR_MEMORY, "pretrain: out of memory"); goto done; }
+    data_loader loader;
+    if ((st = data_loader_init(&loader, &train, o->batch, o->seq, o->seed))) goto done;
+    ag_ctx_train(ctx, true);
+
+    printf("pretrain clm: GPT-2 %d layers, %d wide, %d heads, vocab %d: %lld parameters\n", gc.n_layer, gc.n_embd,
+           gc.n_head, gc.vocab_size, (long long)ps.total);
+    printf("data: %lld training tokens, %lld held out; batch %d x %d x %d accumulated; %d steps\n",
+           (long long)train.n, (long long)val.n, o->batch, o->seq, o->grad_accum, o->steps);
+    if (!o->resume) {
+        double l0;
+        if ((st = evaluate(ctx, &m, &val, o->batch, o->seq, o->eval_batches, o->seed, &l0))) goto done;
+        printf("step %5d  held-out loss %.4f  (ln vocab = %.4f)\n", 0, l0, log((double)gc.vocab_size));
+        fprintf(metrics, "{\"step\": 0, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", l0, exp(l0));
+    }
+
+    stop_requested = 0;
+    void (*old_handler)(int) = signal(SIGINT, on_sigint);
+    const double t_start = now_s();
+    double t_last = t_start;
+    int64_t tokens_last = tokens;
+    int64_t step = start_step;
+    for (; step < o->steps; ++step) {
+        /* ---- one optimizer step over grad_accum micro-batches */
+        double loss_sum = 0;
+        int64_t n_tok = 0;
+        for (int micro = 0; micro < o->grad_accum; ++micro) {
+            loader.batch = (uint64_t)(step * o->grad_accum + micro);
+            data_loader_next(&loader, in, tgt);
+            ag_ctx_reset(ctx);
+            ag_ctx_seed(ctx, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(loader.batch + 1)));
+            ag_ints ii = ag_ints_wrap(in, 2, AG_SHAPE(o->batch, o->seq));
+            ag_ints tt = ag_ints_wrap(tgt, 2, AG_SHAPE(o->batch, o->seq));
+            ag_tensor *loss = clm_loss(ctx, &m, &ii, &tt, AG_REDUCE_SUM);
+            if (!loss || (st = ag_backward(ctx, loss, NULL))) { st = ag_error_status(); goto stop; }
+            loss_sum += loss->data[0];
+            n_tok += (int64_t)o->batch * o->seq;
+        }
+        ag_ctx_reset(ctx);
+        double loss_mean = loss_sum / (double)n_tok, gnorm = 0;
+        if (!isfinite(loss_mean)) {
+            st = ag_fail(AG_ERR_NUMERIC, "pretrain: the loss is %g at step %lld (hint: lower --lr)", loss_mean,
+                         (long long)step);
+            goto stop;
+        }
+        optim_scale_grads(&ps, 1.0f / (float)n_tok);
+        if (o->clip > 0 && (st = optim_clip_grad_norm(&ps, o->clip, &gnorm))) goto stop;
+        double lr = optim_schedule_lr(&sched, step);
+        if ((st = optim_step(opt, lr))) goto stop;
+        ag_params_zero_grad(&ps);
+        tokens += n_tok;
+
+        /* ---- logging, evaluation, checkpoints */
+        bool last = step + 1 == o->steps;
+        if ((step + 1) % o->log_every == 0 || last) {
+            double t = now_s();
+            double tps = (double)(tokens - tokens_last) / (t - t_last);
+            double eta = (double)(o->steps - step - 1) * (double)n_tok / tps;
+            printf("step %5lld  loss %.4f  lr %.2e  |g| %.3f  %7.0f tok/s  %5.0fs left\n", (long long)(step + 1),
+                   loss_mean, lr, gnorm, tps, eta);
+            fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens\": %lld, "
+                             "\"tokens_per_s\": %.1f}\n",
+                    (long long)(step + 1), loss_mean, lr, gnorm, (long long)tokens, tps);
+            fflush(stdout);
+            t_last = t;
+            tokens_last = tokens;
+        }
+        if (o->eval_every > 0 && ((step + 1) % o->eval_every == 0 || last)) {
+            double vl;
+            if ((st = evaluate(ctx, &m, &val, o->batch, o->seq, o->eval_batches, o->seed, &vl))) goto stop;
+            printf("step %5lld  held-out loss %.4f  perplexity %.3f\n", (long long)(step + 1), vl, exp(vl));
+            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", (long long)(step + 1), vl,
+                    exp(vl));
+        }
+        fflush(metrics);
+        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last &&
+            (st = save(ckpt_path, &ps, opt, &cfg, step + 1, tokens, o->seed, o))) goto stop;
+        if (stop_requested) {
+            printf("interrupted: saving step %lld\n", (long long)(step + 1));
+            step++;
+            break;
+        }
+        if (o->max_seconds > 0 && now_s() - t_start > o->max_seconds) {
+            printf("time budget of %.0f s reached: saving step %lld\n", o->max_seconds, (long long)(step + 1));
+            step++;
+            break;
+        }
+    }
+    st = save(ckpt_path, &ps, opt, &cfg, step, tokens, o->seed, o);
+    if (st == AG_OK) printf("saved %s (step %lld)\n", ckpt_path, (long long)step);
+stop:
+    signal(SIGINT, old_handler);
+done:
+    if (metrics) fclose(metrics);
+    free(in);
+    free(tgt);
+    ag_ctx_free(ctx);
+    optim_free(opt);
+    data_shard_free(&train);
+    data_shard_free(&val);
+    nn_gpt2_free(&m);
+    ag_params_free(&ps);
+    nn_config_free(&cfg);
+    return st;
+}
+
+/* ---------------------------------------------------------------- generation */
+
+ag_status recipe_generate(const recipe_generate_opts *o, FILE *out) {
+    ag_status st;
+    nn_config cfg = {0};
+    nn_gpt2_config gc;
+    nn_gpt2 m = {0};
+    ag_params ps;
+    ag_params_init(&ps);
+    ckpt_state cs = {0};
+    ag_ctx *ctx = NULL;
+    int32_t *ids = NULL;
+    int *scratch = NULL;
+    float *logits = NULL;
+    char ckpt_path[1024];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->checkpoint);
+    if ((st = ckpt_read_state(ckpt_path, &cs))) goto done;
+    if (!cs.config) { st = ag_fail(AG_ERR_IO, "checkpoint %s: no /config attribute", ckpt_path); goto done; }
+    if ((st = nn_config_parse(&cfg, cs.config, ckpt_path)) || (st = nn_gpt2_config_read(&cfg, &gc))) goto done;
+    if ((st = nn_gpt2_declare(&ps, &m, &gc, true)) || (st = ag_params_finalize(&ps)) ||
+        (st = ckpt_load_params(ckpt_path, &ps)))
+        goto done;
+    const int P = gc.n_positions, V = gc.vocab_size;
+    size_t plen = strlen(o->prompt);
+    int total = (int)plen + o->max_new;
+    ids = malloc((size_t)(total + 1) * sizeof(int32_t));
+    scratch = malloc((size_t)V * sizeof(int));
+    logits = malloc((size_t)V * sizeof(float));
+    ctx = ag_ctx_create(0);
+    if (!ids || !scratch || !logits || !ctx) { st = ag_fail(AG_ERR_MEMORY, "generate: out of memory"); goto done; }
+    /* byte-level tokens: the prompt's bytes, or end-of-text to start from nothing */
+    int n = 0;
+    if (plen == 0) ids[n++] = DATA_BYTE_EOT;
+    for (size_t i = 0; i < plen; ++i) ids[n++] = (unsigned char)o->prompt[i];
+    fputs(o->prompt, out);
+    recipe_sampling s = {.greedy = o->greedy, .temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p,
+                         .seed = o->seed};
+    ag_ctx_train(ctx, false);
+    for (int k = 0; k < o->max_new; ++k) {
+        /* no key/value cache yet: each token re-runs the last P tokens */
+        int start = n > P ? n - P : 0, T = n - start;
+        ag_ctx_reset(ctx);
+        ag_no_grad_begin(ctx);
+        ag_ints ii = ag_ints_wrap(ids + start, 2, AG_SHAPE(1, T));
+        ag_tensor *h = nn_gpt2_forward(ctx, &m, &ii, NULL, 0);
+        ag_tensor *lg = nn_gpt2_logits(ctx, &m, ag_slice(ctx, h, 1, T - 1, 1)); /* [1,1,V] */
+        ag_no_grad_end(ctx);
+        if (!lg) { st = ag_error_status(); goto done; }
+        memcpy(logits, lg->data, (size_t)V * sizeof(float));
+        int next = recipe_sample(&s, logits, V, scratch);
+        if (next == DATA_BYTE_EOT || next > 255) break;
+        ids[n++] = next;
+        fputc(next, out);
+        fflush(out);
+    }
+    fputc('\n', out);
+done:
+    free(ids);
+    free(scratch);
+    free(logits);
+    ag_ctx_free(ctx);
+    ckpt_state_free(&cs);
+    nn_gpt2_free(&m);
+    ag_params_free(&ps);
+    nn_config_free(&cfg);
+    return st;
+}

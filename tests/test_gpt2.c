@@ -1,0 +1,261 @@
+/* test_gpt2.c: GPT-2 against the real Hugging Face implementation.
+ *
+ * ../shared/fixtures/hf/gpt2 holds a tiny GPT2LMHeadModel run through
+ * transformers 4.31 on PyTorch 1.13: its weights, a padded batch, the loss,
+ * every gradient, and 20 steps of AdamW from those weights. tapegrad loads the
+ * same safetensors by Hugging Face name and must give the same numbers: the
+ * loss within 1e-5 relative, every gradient within 1e-4, and the trajectory's
+ * losses and final parameters within 1e-4. Also: parameter counts of the
+ * standard configs, the GPT-2 init, and bad configs refused by field name.
+ */
+#include "harness.h"
+
+#include "models.h"
+#include "optim.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HF_FIXTURE_DIR
+#define HF_FIXTURE_DIR "../shared/fixtures/hf"
+#endif
+#define GPT2_DIR HF_FIXTURE_DIR "/gpt2"
+
+/* Reads a float dataset into a malloc'd array; its element count into *n. */
+static float *read_h5(hid_t f, const char *name, int64_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t sp = H5Dget_space(d);
+    int64_t count = H5Sget_simple_extent_npoints(sp);
+    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
+    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Sclose(sp);
+    H5Dclose(d);
+    if (n) *n = count;
+    return x;
+}
+
+static bool fixture_present(void) {
+    FILE *f = fopen(GPT2_DIR "/model_hf.safetensors", "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* Builds GPT2LMHeadModel from the fixture and loads `weights`. */
+static void load_model(recipe_model *m, recipe_batch *b, const char *weights) {
+    assert_int_equal(recipe_model_declare(m, GPT2_DIR "/config.json", NULL), AG_OK);
+    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
+    if (ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_batch_load(b, GPT2_DIR "/inputs.json"), AG_OK);
+}
+
+static void test_loss_and_gradients_match_hugging_face(void **state) {
+    if (!fixture_present()) skip();
+    /* both the full state_dict file and save_pretrained's (tied copy dropped) */
+    const char *files[] = {GPT2_DIR "/model_hf.safetensors", GPT2_DIR "/model.safetensors"};
+    hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *want_loss = read_h5(e, "loss", NULL);
+    for (int k = 0; k < 2; ++k) {
+        recipe_model m;
+        recipe_batch b;
+        load_model(&m, &b, files[k]);
+        ag_ctx *ctx = ag_ctx_create(0);
+        int64_t tokens;
+        ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+        assert_non_null(loss);
+        assert_int_equal(tokens, 19); /* 11 + 8 shifted targets, padding ignored */
+        printf("%s: loss %.8f, Hugging Face %.8f\n", files[k], loss->data[0], want_loss[0]);
+        assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
+        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+        int bad = 0;
+        for (int64_t i = 0; i < m.ps.n; ++i) {
+            char name[300];
+            int64_t n = 0;
+            snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
+            float *g = read_h5(e, name, &n);
+            assert_non_null(g);
+            assert_int_equal(n, m.ps.p[i]->numel);
+            bad += !check_close(m.ps.p[i]->name, m.ps.p[i]->grad, g, n, 1e-4, 1e-4);
+            free(g);
+        }
+        assert_int_equal(bad, 0);
+        ag_ctx_free(ctx);
+        recipe_batch_free(&b);
+        recipe_model_free(&m);
+    }
+    free(want_loss);
+    H5Fclose(e);
+}
+
+/* The fixture's train_trajectory: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8,
+ * weight decay 0.01 on every parameter), 20 steps on the same batch. */
+static void test_adamw_trajectory_matches_hugging_face(void **state) {
+    if (!fixture_present()) skip();
+    recipe_model m;
+    recipe_batch b;
+    load_model(&m, &b, GPT2_DIR "/model_hf.safetensors");
+    optim_config oc = optim_adamw_defaults();
+    oc.weight_decay = 0.01;
+    oc.decay_rule = OPTIM_DECAY_ALL;
+    optim *opt;
+    assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
+    hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    int64_t n_losses;
+    float *losses = read_h5(e, "train/losses", &n_losses);
+    assert_int_equal(n_losses, 20);
+    ag_ctx *ctx = ag_ctx_create(0);
+    for (int s = 0; s < 20; ++s) {
+        ag_ctx_reset(ctx);
+        ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
+        assert_non_null(loss);
+        if (fabs(loss->data[0] - losses[s]) > 1e-4 * fabs(losses[s]))
+            fail_msg("step %d: loss %.7f, Hugging Face %.7f", s, loss->data[0], losses[s]);
+        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+        assert_int_equal(optim_step(opt, 1e-3), AG_OK);
+        ag_params_zero_grad(&m.ps);
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < m.ps.n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
+        float *p = read_h5(e, name, &n);
+        assert_non_null(p);
+        const ag_tensor *t = m.ps.p[i];
+        if (strstr(t->name, "attn.c_attn.bias")) {
+            /* The key bias adds q.b_k to every score of a row, which softmax
+             * cancels: its true gradient is exactly 0, and both sides hold
+             * only rounding noise there (~1e-9), which AdamW's m/sqrt(v)
+             * turns into steps of up to lr in either direction. So the key
+             * third is held to what 20 such steps can do; the query and value
+             * thirds to 1e-4 as everything else. */
+            const int64_t C = n / 3;
+            bad += !check_close("c_attn.bias (query)", t->data, p, C, 1e-4, 1e-4);
+            bad += !check_close("c_attn.bias (value)", t->data + 2 * C, p + 2 * C, C, 1e-4, 1e-4);
+            for (int64_t j = C; j < 2 * C; ++j) bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
+        } else {
+            bad += !check_close(t->name, t->data, p, n, 1e-4, 1e-4);
+        }
+        free(p);
+    }
+    assert_int_equal(bad, 0);
+    printf("20 AdamW steps: every loss (%.6f -> %.6f) and the final parameters match\n", losses[0], losses[19]);
+    free(losses);
+    H5Fclose(e);
+    ag_ctx_free(ctx);
+    optim_free(opt);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
+/* Writes text to a temporary config file and returns its path. */
+static const char *temp_config(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int64_t count_params(const char *config_text, const char *arch) {
+    recipe_model m;
+    const char *path = temp_config(config_text);
+    ag_status st = recipe_model_declare(&m, path, arch);
+    remove(path);
+    if (st != AG_OK) fail_msg("%s", ag_error());
+    int64_t total = m.ps.total;
+    recipe_model_free(&m);
+    return total;
+}
+
+/* Totals Hugging Face reports (model.num_parameters()) for the standard sizes. */
+static void test_parameter_counts(void **state) {
+    const char *small = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"]}";
+    assert_int_equal(count_params(small, NULL), 124439808);
+    assert_int_equal(count_params(small, "GPT2Model"), 124439808);
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1024, \"n_layer\": 24, \"n_head\": 16}",
+                                  "GPT2LMHeadModel"),
+                     354823168); /* gpt2-medium */
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1280, \"n_layer\": 36, \"n_head\": 20}",
+                                  "GPT2LMHeadModel"),
+                     774030080); /* gpt2-large */
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1600, \"n_layer\": 48, \"n_head\": 25}",
+                                  "GPT2LMHeadModel"),
+                     1557611200); /* gpt2-xl */
+}
+
+/* Hugging Face's init: N(0, 0.02), c_proj N(0, 0.02/sqrt(2 n_layer)), unit norms, zero biases. */
+static void test_init(void **state) {
+    recipe_model m;
+    const char *path = temp_config("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                                   "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}");
+    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
+    remove(path);
+    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    struct { const char *name; double std, mean; } want[] = {
+        {"transformer.wte.weight", 0.02, 0},
+        {"transformer.h.3.attn.c_attn.weight", 0.02, 0},
+        {"transformer.h.3.mlp.c_proj.weight", 0.02 / 4.0, 0}, /* sqrt(2*8) = 4 */
+        {"transformer.h.3.attn.c_proj.weight", 0.02 / 4.0, 0},
+        {"transformer.h.3.ln_1.weight", 0, 1},
+        {"transformer.h.3.mlp.c_fc.bias", 0, 0},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
+        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
+        assert_non_null(t);
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
+        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
+        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
+        assert_true(fabs(std - want[k].std) < 0.03 * want[k].std + 1e-6);
+    }
+    recipe_model_free(&m);
+}
+
+static void expect_config_error(const char *text, const char *needle) {
+    recipe_model m;
+    const char *path = temp_config(text);
+    ag_status st = recipe_model_declare(&m, path, NULL);
+    remove(path);
+    recipe_model_free(&m);
+    assert_int_not_equal(st, AG_OK);
+    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
+}
+
+static void test_bad_configs(void **state) {
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": \"big\"}",
+                        "\"n_embd\"");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_head\": 5}",
+                        "divisible");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                        "\"activation_function\": \"cubic\"}",
+                        "activation_function");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_layer\": -1}",
+                        "\"n_layer\"");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForTokenClassification\"]}",
+                        "GPT2ForTokenClassification");
+    expect_config_error("{\"model_type\": \"gpt2\"", "invalid JSON");
+    expect_config_error("{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}", "llama");
+    recipe_model m;
+    assert_int_not_equal(recipe_model_declare(&m, "/nonexistent/config.json", NULL), AG_OK);
+    assert_non_null(strstr(ag_error(), "/nonexistent/config.json"));
+    recipe_model_free(&m);
+}
+
+int main(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loss_and_gradients_match_hugging_face),
+        cmocka_unit_test(test_adamw_trajectory_matches_hugging_face),
+        cmocka_unit_test(test_parameter_counts),
+        cmocka_unit_test(test_init),
+        cmocka_unit_test(test_bad_configs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
