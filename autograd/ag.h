@@ -116,6 +116,9 @@ void ag_free(void *p);
  * with AG_ERR_IO and a message "<what> <path>: ..." when the file cannot be
  * opened or read, or is larger than max_bytes. */
 char *ag_read_file(const char *what, const char *path, size_t max_bytes, size_t *len);
+/* Creates a folder and its missing parents (mkdir -p). Returns AG_OK, or
+ * AG_ERR_IO naming the path that could not be made. */
+ag_status ag_make_dirs(const char *path);
 
 /* ---------------------------------------------------------------- parameters */
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------- errors */
 
@@ -71,6 +72,25 @@ char *ag_read_file(const char *what, const char *path, size_t max_bytes, size_t 
     }
     fclose(f);
     return text;
+}
+
+ag_status ag_make_dirs(const char *path) {
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return ag_fail(AG_ERR_IO, "cannot make folder '%s': bad path", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; ++i) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        struct stat sb;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return ag_fail(AG_ERR_IO, "cannot make folder %s: %s", buf, strerror(errno));
+        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return ag_fail(AG_ERR_IO, "cannot make folder %s: a file is in the way", buf);
+        buf[i] = c;
+    }
+    return AG_OK;
 }
 
 /* ---------------------------------------------------------------- the arena */

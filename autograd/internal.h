@@ -81,6 +81,29 @@ static inline int64_t ag__bcast_offset(const ag_tensor *a, const int64_t *bstrid
 /* Row-major strides of a shape. */
 void ag__strides(int ndim, const int64_t *shape, int64_t *strides);
 
+/* e^x that gcc can vectorise (glibc's expf is a call per element): x = n ln2 + r
+ * with |r| <= ln2/2, e^r by its Taylor series to r^7 (truncation below 2e-8
+ * relative), 2^n put straight into the exponent bits. Relative error about
+ * 1e-7 (2 ulp) over the whole range; x is clamped to [-87, 88], so the result
+ * is never 0 or inf: callers that need exact 0 at -inf (masked softmax) must
+ * not use it there. */
+static inline float ag__exp_vec(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    const float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693145751953125f, x);   /* ln2 split in two so n*ln2_hi is exact */
+    r = fmaf(n, -1.428606765330187e-06f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
 /* Thread helpers: a loop worth parallelising has at least this much work. */
 #define AG_PAR_MIN 32768
 

@@ -140,9 +140,9 @@ ag_status data_prepare_bytes(const char *const *inputs, int n_inputs, const char
         if (val_fraction > 0 && n_val_docs == 0 && n_docs > 1) n_val_docs = 1;
         int64_t cut = n_val_docs ? doc_start.v[n_docs - n_val_docs] : toks.n;
         char path[1024];
-        mkdir(out_dir, 0755);
+        st = ag_make_dirs(out_dir);
         snprintf(path, sizeof path, "%s/train.bin", out_dir);
-        st = data_shard_write(path, toks.v, cut, n_docs - n_val_docs, DATA_BYTE_VOCAB);
+        if (st == AG_OK) st = data_shard_write(path, toks.v, cut, n_docs - n_val_docs, DATA_BYTE_VOCAB);
         if (st == AG_OK) {
             snprintf(path, sizeof path, "%s/val.bin", out_dir);
             st = data_shard_write(path, toks.v + cut, toks.n - cut, n_val_docs, DATA_BYTE_VOCAB);
