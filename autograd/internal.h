@@ -88,8 +88,12 @@ void ag__strides(int ndim, const int64_t *shape, int64_t *strides);
  * is never 0 or inf: callers that need exact 0 at -inf (masked softmax) must
  * not use it there. */
 static inline float ag__exp_vec(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
-    const float n = rintf(x * 1.44269504088896341f);
+    /* plain comparisons, not fminf/fmaxf, which gcc keeps as calls for their
+     * NaN rules; a NaN x still comes out NaN through the arithmetic below */
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5*2^23 trick (rintf may stay a call) */
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = fmaf(n, -0.693145751953125f, x);   /* ln2 split in two so n*ln2_hi is exact */
     r = fmaf(n, -1.428606765330187e-06f, r);
     float p = 1.0f / 5040.0f;

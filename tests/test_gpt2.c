@@ -126,20 +126,31 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
         float *p = read_h5(e, name, &n);
         assert_non_null(p);
         const ag_tensor *t = m.ps.p[i];
-        if (strstr(t->name, "attn.c_attn.bias")) {
-            /* The key bias adds q.b_k to every score of a row, which softmax
-             * cancels: its true gradient is exactly 0, and both sides hold
-             * only rounding noise there (~1e-9), which AdamW's m/sqrt(v)
-             * turns into steps of up to lr in either direction. So the key
-             * third is held to what 20 such steps can do; the query and value
-             * thirds to 1e-4 as everything else. */
-            const int64_t C = n / 3;
-            bad += !check_close("c_attn.bias (query)", t->data, p, C, 1e-4, 1e-4);
-            bad += !check_close("c_attn.bias (value)", t->data + 2 * C, p + 2 * C, C, 1e-4, 1e-4);
-            for (int64_t j = C; j < 2 * C; ++j) bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
-        } else {
-            bad += !check_close(t->name, t->data, p, n, 1e-4, 1e-4);
+        /* An element whose true gradient is 0 (the key bias: q.b_k is added to
+         * every score of a row and softmax cancels it; a unit no token
+         * reaches) holds only rounding noise, ~1e-8, on both sides, and
+         * AdamW's m/sqrt(v) turns noise into steps of up to lr in either
+         * direction. Such elements (first gradient below 1e-5 of the tensor's
+         * mean) are held to what 20 such steps can do; all others to 1e-4. */
+        snprintf(name, sizeof name, "grads/%s", t->name);
+        float *g0 = read_h5(e, name, NULL);
+        assert_non_null(g0);
+        double mean_g = 0;
+        for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;
+        float *want = malloc((size_t)n * sizeof(float));
+        int noise = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            want[j] = p[j];
+            if (fabs(g0[j]) < 1e-5 * mean_g) {
+                noise++;
+                bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
+                want[j] = t->data[j]; /* judged above */
+            }
         }
+        if (noise) printf("  %s: %d of %lld elements have a zero gradient\n", t->name, noise, (long long)n);
+        bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
+        free(want);
+        free(g0);
         free(p);
     }
     assert_int_equal(bad, 0);
