@@ -376,6 +376,7 @@ static int cmd_pretrain(int argc, char **argv) {
         .save_every = opt_int(argc, argv, "--save-every", 500, &ok),
         .seed = (uint64_t)opt_int(argc, argv, "--seed", 1337, &ok),
         .max_seconds = opt_num(argc, argv, "--minutes", 0, &ok) * 60,
+        .stop_at = opt_int(argc, argv, "--stop-at", 0, &ok),
     };
     int threads = opt_int(argc, argv, "--threads", 0, &ok);
     for (int i = 2; i < argc; ++i)
@@ -450,7 +451,7 @@ static void usage(FILE *f) {
             "  prepare --out DIR [--val F] --input FILE...   corpus -> byte-level token shards\n"
             "  pretrain --recipe clm --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
-            "           --save-every --minutes --seed --threads --resume]\n"
+            "           --save-every --minutes --stop-at --seed --threads --resume]\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
             "           --greedy --seed S]\n"
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"

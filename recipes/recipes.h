@@ -22,6 +22,7 @@ typedef struct recipe_train_opts {
     uint64_t seed;
     bool resume;             /* continue from out_dir/ckpt.h5 */
     double max_seconds;      /* > 0: stop (and save) after this long */
+    int stop_at;             /* > 0: stop (and save) after this step, as if interrupted */
 } recipe_train_opts;
 
 /* Causal-LM pretraining of GPT-2 on byte-level shards. Prints one progress line

@@ -225,7 +225,9 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
         tokens += n_tok;
 
         /* ---- logging, evaluation, checkpoints */
-        bool last = step + 1 == o->steps;
+        bool out_of_time = o->max_seconds > 0 && now_s() - t_start > o->max_seconds;
+        bool stop_here = o->stop_at > 0 && step + 1 == o->stop_at;
+        bool last = step + 1 == o->steps || stop_requested || out_of_time || stop_here; /* log, evaluate, save */
         if ((step + 1) % o->log_every == 0 || last) {
             double t = now_s();
             double tps = (double)(tokens - tokens_last) / (t - t_last);
@@ -249,13 +251,9 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
         fflush(metrics);
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last &&
             (st = save(ckpt_path, &ps, opt, &cfg, step + 1, tokens, o->seed, o))) goto stop;
-        if (stop_requested) {
-            printf("interrupted: saving step %lld\n", (long long)(step + 1));
-            step++;
-            break;
-        }
-        if (o->max_seconds > 0 && now_s() - t_start > o->max_seconds) {
-            printf("time budget of %.0f s reached: saving step %lld\n", o->max_seconds, (long long)(step + 1));
+        if (last && step + 1 < o->steps) {
+            if (stop_requested || stop_here) printf("stopping: saving step %lld\n", (long long)(step + 1));
+            else printf("time budget of %.0f s reached: saving step %lld\n", o->max_seconds, (long long)(step + 1));
             step++;
             break;
         }
