@@ -274,49 +274,63 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* `tapegrad convert in out`: safetensors <-> HDF5 checkpoint, by parameter name.
- * From HDF5 the run's config says which model, so its registry is built first. */
+/* `tapegrad convert IN OUT [--config config.json] [--arch CLASS]`: safetensors
+ * <-> HDF5 checkpoint, by parameter name. With a config (given, or the one an
+ * HDF5 checkpoint carries) the model's registry is built first, so names and
+ * shapes are checked and tied weights are stored once and re-tied on load;
+ * without one, safetensors -> HDF5 copies whatever tensors the file holds. */
 static int cmd_convert(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: tapegrad convert model.safetensors model.h5 (or back)\n"); return 2; }
-    const char *in = argv[2], *out = argv[3];
-    ag_params ps;
-    ag_params_init(&ps);
-    int rc = 1;
-    if (ends_with(in, ".safetensors") && ends_with(out, ".h5")) {
-        if (!ckpt_safetensors_declare(in, &ps) && !ag_params_finalize(&ps) &&
-            !ckpt_safetensors_load(in, &ps, NULL, 0) && !ckpt_save(out, &ps, NULL))
-            rc = 0;
-    } else if (ends_with(in, ".h5") && ends_with(out, ".safetensors")) {
-        ckpt_state st = {0};
-        recipe_model m = {0};
-        nn_config c;
-        bool have_model = false;
-        if (!ckpt_read_state(in, &st)) {
-            if (st.config && !nn_config_parse(&c, st.config, in)) {
-                /* a model checkpoint: build its registry so tied weights are known */
-                char tmp[] = "/tmp/tapegrad-config-XXXXXX";
-                int fd = mkstemp(tmp);
-                FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-                if (f) { fputs(st.config, f); fclose(f); }
-                have_model = f && !recipe_model_declare(&m, tmp, NULL) && !ag_params_finalize(&m.ps);
-                remove(tmp);
-                nn_config_free(&c);
-            }
-            if (have_model && !ckpt_load_params(in, &m.ps) &&
-                !ckpt_safetensors_save(out, &m.ps, m.aliases, m.n_aliases, false))
-                rc = 0;
-            else if (!have_model)
-                ag_fail(AG_ERR_ARG, "convert %s: the checkpoint holds no model config to build from", in);
+    const char *config = opt(argc, argv, "--config"), *arch = opt(argc, argv, "--arch");
+    const char *pos[2];
+    int n = 0;
+    for (int i = 2; i < argc; ++i)
+        if (argv[i][0]) {
+            if (n == 2) { n = 3; break; }
+            pos[n++] = argv[i];
         }
-        if (have_model) recipe_model_free(&m);
-        ckpt_state_free(&st);
-    } else {
+    if (n != 2) {
+        fprintf(stderr, "usage: tapegrad convert IN OUT [--config config.json] [--arch CLASS]\n"
+                        "       (IN and OUT: one .safetensors, one .h5)\n");
+        return 2;
+    }
+    const char *in = pos[0], *out = pos[1];
+    bool to_h5 = ends_with(in, ".safetensors") && ends_with(out, ".h5");
+    if (!to_h5 && !(ends_with(in, ".h5") && ends_with(out, ".safetensors"))) {
         fprintf(stderr, "tapegrad convert: converts .safetensors to .h5 or .h5 to .safetensors\n");
         return 2;
     }
+    recipe_model m = {0};
+    ag_params_init(&m.ps);
+    ckpt_state st = {0};
+    int rc = 1;
+    bool model = false;
+    if (config) {
+        if (recipe_model_declare(&m, config, arch)) goto done;
+        model = true;
+    } else if (!to_h5) {
+        if (ckpt_read_state(in, &st)) goto done;
+        if (!st.config) {
+            ag_fail(AG_ERR_ARG, "convert %s: the checkpoint holds no model config; give --config config.json", in);
+            goto done;
+        }
+        if (recipe_model_declare_text(&m, st.config, in, arch)) goto done;
+        model = true;
+    } else if (ckpt_safetensors_declare(in, &m.ps)) {
+        goto done;
+    }
+    if (ag_params_finalize(&m.ps)) goto done;
+    if (to_h5) {
+        ckpt_state save = {.config = model ? m.cfg.text : NULL};
+        if (ckpt_safetensors_load(in, &m.ps, m.aliases, m.n_aliases) || ckpt_save(out, &m.ps, &save)) goto done;
+    } else if (ckpt_load_params(in, &m.ps) || ckpt_safetensors_save(out, &m.ps, m.aliases, m.n_aliases, false)) {
+        goto done;
+    }
+    printf("wrote %s: %lld tensors, %lld parameters\n", out, (long long)m.ps.n, (long long)m.ps.total);
+    rc = 0;
+done:
     if (rc) fprintf(stderr, "tapegrad convert: %s\n", ag_error());
-    else printf("wrote %s (%lld tensors)\n", out, (long long)ps.n);
-    ag_params_free(&ps);
+    ckpt_state_free(&st);
+    recipe_model_free(&m);
     return rc;
 }
 
@@ -457,7 +471,7 @@ static void usage(FILE *f) {
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
-            "  convert IN OUT  model.safetensors <-> checkpoint .h5\n"
+            "  convert IN OUT [--config config.json] [--arch CLASS]   model.safetensors <-> checkpoint .h5\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");

@@ -3,11 +3,11 @@
 
 #include <string.h>
 
-ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
-    memset(m, 0, sizeof *m);
-    ag_params_init(&m->ps);
-    ag_status st = nn_config_load(&m->cfg, config_path);
-    if (st) return st;
+/* Declares the class named by arch (or the config's architectures[0]) from
+ * the parsed config in m->cfg. */
+static ag_status declare_from_config(recipe_model *m, const char *arch) {
+    const char *config_path = m->cfg.path;
+    ag_status st;
     const char *type, *a = arch && arch[0] ? arch : NULL;
     if ((st = nn_config_str(&m->cfg, "model_type", NULL, &type))) return st;
     if (!type) return ag_fail(AG_ERR_ARG, "config %s: no \"model_type\" field", config_path);
@@ -35,6 +35,20 @@ ag_status recipe_model_declare(recipe_model *m, const char *config_path, const c
         return AG_OK;
     }
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2 is)", config_path, type);
+}
+
+ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
+    memset(m, 0, sizeof *m);
+    ag_params_init(&m->ps);
+    ag_status st = nn_config_load(&m->cfg, config_path);
+    return st ? st : declare_from_config(m, arch);
+}
+
+ag_status recipe_model_declare_text(recipe_model *m, const char *config_text, const char *name, const char *arch) {
+    memset(m, 0, sizeof *m);
+    ag_params_init(&m->ps);
+    ag_status st = nn_config_parse(&m->cfg, config_text, name);
+    return st ? st : declare_from_config(m, arch);
 }
 
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {

@@ -27,6 +27,9 @@ typedef struct recipe_model {
  * weights. arch NULL or "" takes the config's architectures[0]. Errors: an
  * unknown model_type or class, a bad config field (named). */
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch);
+/* The same from config.json text (a checkpoint's /config); `name` is what
+ * messages call it. */
+ag_status recipe_model_declare_text(recipe_model *m, const char *config_text, const char *name, const char *arch);
 /* Finalizes the registry and initialises the weights as Hugging Face does. */
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed);
 void recipe_model_free(recipe_model *m);

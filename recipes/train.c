@@ -19,6 +19,7 @@
 #include "ckpt.h"
 #include "data.h"
 #include "gpt2.h"
+#include "models.h"
 #include "optim.h"
 #include "sample.h"
 
@@ -280,11 +281,8 @@ done:
 
 ag_status recipe_generate(const recipe_generate_opts *o, FILE *out) {
     ag_status st;
-    nn_config cfg = {0};
-    nn_gpt2_config gc;
-    nn_gpt2 m = {0};
-    ag_params ps;
-    ag_params_init(&ps);
+    recipe_model rm = {0};
+    ag_params_init(&rm.ps);
     ckpt_state cs = {0};
     ag_ctx *ctx = NULL;
     int32_t *ids = NULL;
@@ -294,10 +292,15 @@ ag_status recipe_generate(const recipe_generate_opts *o, FILE *out) {
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->checkpoint);
     if ((st = ckpt_read_state(ckpt_path, &cs))) goto done;
     if (!cs.config) { st = ag_fail(AG_ERR_IO, "checkpoint %s: no /config attribute", ckpt_path); goto done; }
-    if ((st = nn_config_parse(&cfg, cs.config, ckpt_path)) || (st = nn_gpt2_config_read(&cfg, &gc))) goto done;
-    if ((st = nn_gpt2_declare(&ps, &m, &gc, true)) || (st = ag_params_finalize(&ps)) ||
-        (st = ckpt_load_params(ckpt_path, &ps)))
+    if ((st = recipe_model_declare_text(&rm, cs.config, ckpt_path, NULL)) || (st = ag_params_finalize(&rm.ps)) ||
+        (st = ckpt_load_params(ckpt_path, &rm.ps)))
         goto done;
+    if (rm.family != RECIPE_FAMILY_GPT2 || !rm.gpt2.lm_head) {
+        st = ag_fail(AG_ERR_ARG, "generate: %s has no LM head to sample from", rm.arch);
+        goto done;
+    }
+    const nn_gpt2 m = rm.gpt2;
+    const nn_gpt2_config gc = m.cfg;
     const int P = gc.n_positions, V = gc.vocab_size;
     size_t plen = strlen(o->prompt);
     int total = (int)plen + o->max_new;
@@ -338,8 +341,6 @@ done:
     free(logits);
     ag_ctx_free(ctx);
     ckpt_state_free(&cs);
-    nn_gpt2_free(&m);
-    ag_params_free(&ps);
-    nn_config_free(&cfg);
+    recipe_model_free(&rm);
     return st;
 }
