@@ -62,6 +62,8 @@ class GPT2(nn.Module):
         self.h = nn.ModuleList([Block(C, NH) for _ in range(L)])
         self.ln_f = nn.LayerNorm(C)
         self.register_buffer("causal", torch.tril(torch.ones(P, P, dtype=torch.bool)))
+        nn.init.normal_(self.wte.weight, std=0.02)  # Hugging Face's init, as tapegrad's
+        nn.init.normal_(self.wpe.weight, std=0.02)
 
     def forward(self, ids, labels):
         T = ids.shape[1]
