@@ -163,6 +163,46 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
     recipe_model_free(&m);
 }
 
+/* Gradient accumulation: the two rows of the fixture batch (11 and 8 counted
+ * tokens) as two micro-batches, each loss a SUM, the total scaled by 1/19,
+ * give the full batch's mean-loss gradients. (Averaging two micro-batch means
+ * would weight the 8-token row's tokens more: the count must be the total.) */
+static void test_gradient_accumulation_counts_tokens(void **state) {
+    if (!fixture_present()) skip();
+    recipe_model m;
+    recipe_batch b;
+    load_model(&m, &b, GPT2_DIR "/model_hf.safetensors");
+    ag_ctx *ctx = ag_ctx_create(0);
+    int64_t tokens;
+    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+    float *full = malloc((size_t)m.ps.total * sizeof(float));
+    memcpy(full, m.ps.grads, (size_t)m.ps.total * sizeof(float));
+    ag_params_zero_grad(&m.ps);
+    const ag_ints *ids = recipe_batch_get(&b, "input_ids"), *mask = recipe_batch_get(&b, "attention_mask"),
+                  *labels = recipe_batch_get(&b, "labels");
+    const int64_t T = ids->shape[1];
+    int64_t total = 0;
+    for (int row = 0; row < 2; ++row) {
+        ag_ctx_reset(ctx);
+        ag_ints i1 = ag_ints_wrap(ids->data + row * T, 2, AG_SHAPE(1, T));
+        ag_ints m1 = ag_ints_wrap(mask->data + row * T, 2, AG_SHAPE(1, T));
+        ag_ints l1 = ag_ints_wrap(labels->data + row * T, 2, AG_SHAPE(1, T));
+        int64_t n;
+        ag_tensor *l = nn_gpt2_lm_loss(ctx, &m.gpt2, &i1, &m1, &l1, AG_REDUCE_SUM, &n);
+        assert_non_null(l);
+        assert_int_equal(ag_backward(ctx, l, NULL), AG_OK);
+        total += n;
+    }
+    assert_int_equal(total, tokens);
+    assert_int_equal(optim_scale_grads(&m.ps, 1.0f / (float)total), AG_OK);
+    assert_close("accumulated gradients", m.ps.grads, full, m.ps.total, 1e-4, 1e-5);
+    free(full);
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
 /* Writes text to a temporary config file and returns its path. */
 static const char *temp_config(const char *text) {
     static char path[64];
@@ -264,6 +304,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_and_gradients_match_hugging_face),
         cmocka_unit_test(test_adamw_trajectory_matches_hugging_face),
+        cmocka_unit_test(test_gradient_accumulation_counts_tokens),
         cmocka_unit_test(test_parameter_counts),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_bad_configs),
