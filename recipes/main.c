@@ -440,6 +440,22 @@ static int cmd_generate(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_plot(int argc, char **argv) {
+    const char *out = opt(argc, argv, "--out");
+    const char *run = NULL;
+    for (int i = 2; i < argc; ++i)
+        if (argv[i][0]) {
+            if (run) { fprintf(stderr, "tapegrad plot: one run folder, got '%s' too\n", argv[i]); return 2; }
+            run = argv[i];
+        }
+    if (!run) { fprintf(stderr, "usage: tapegrad plot RUN [--out loss.svg]\n"); return 2; }
+    char path[1024];
+    if (!out) { snprintf(path, sizeof path, "%s/loss.svg", run); out = path; }
+    if (recipe_plot(run, out)) { fprintf(stderr, "tapegrad plot: %s\n", ag_error()); return 1; }
+    printf("wrote %s\n", out);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- other commands */
 
 static int cmd_ops(void) {
@@ -468,6 +484,7 @@ static void usage(FILE *f) {
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
             "           --greedy --seed S]\n"
+            "  plot RUN [--out loss.svg]   the run's training and held-out loss curves\n"
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
@@ -493,6 +510,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
     fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);

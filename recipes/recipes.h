@@ -49,6 +49,13 @@ typedef struct recipe_generate_opts {
  * `out`. Errors: a missing or damaged checkpoint. */
 ag_status recipe_generate(const recipe_generate_opts *o, FILE *out);
 
+/* ---------------------------------------------------------------- plot */
+
+/* Draws run_dir/metrics.jsonl's training and held-out losses against the step
+ * into an SVG at out_path. Errors: no metrics file, a line that is not JSON,
+ * no losses in it, an unwritable output. */
+ag_status recipe_plot(const char *run_dir, const char *out_path);
+
 /* ---------------------------------------------------------------- bench */
 
 typedef struct recipe_bench_opts {

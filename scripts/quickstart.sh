@@ -19,6 +19,7 @@ corpus=$(bash scripts/corpus.sh)
 ./build/tapegrad pretrain --recipe clm --config configs/gpt2-bytes-small.json --data runs/sotu-data \
   --out runs/sotu --steps "${STEPS:-700}" --batch 16 --seq 128 --lr 2e-3 --min-lr 1e-4 --warmup 30 \
   --eval-every 100 --log-every 25 --minutes "${MINUTES:-8}"
+./build/tapegrad plot runs/sotu   # runs/sotu/loss.svg: the training and held-out loss curves
 for prompt in "The state of the Union" "Fellow-Citizens of the Senate and House of Representatives:" "We must"; do
   echo
   ./build/tapegrad generate --checkpoint runs/sotu --prompt "$prompt" --max-new 160 --temperature 0.8 --top-k 40 --seed 1

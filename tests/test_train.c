@@ -158,6 +158,21 @@ static void test_loss_falls(void **state) {
     assert_true(last < first - 2); /* the grammar is learnt */
 }
 
+static void test_plot(void **state) {
+    char run[160], svg[160];
+    snprintf(run, sizeof run, "%s/unbroken", dir);
+    snprintf(svg, sizeof svg, "%s/loss.svg", dir);
+    assert_int_equal(recipe_plot(run, svg), AG_OK);
+    char *text = ag_read_file("svg", svg, 1 << 20, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "<svg"));
+    assert_non_null(strstr(text, "held-out loss"));
+    assert_non_null(strstr(text, "<polyline"));
+    ag_free(text);
+    assert_int_not_equal(recipe_plot("/nonexistent/run", svg), AG_OK);
+    assert_non_null(strstr(ag_error(), "/nonexistent/run/metrics.jsonl"));
+}
+
 static void test_bad_inputs(void **state) {
     char path[160], out[160];
     /* an empty corpus */
@@ -213,6 +228,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_bitwise),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_loader_position),
+        cmocka_unit_test(test_plot),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
