@@ -13,11 +13,13 @@
  * loaded by name (the registry and the fixture must hold the same names and
  * shapes), and the output and the gradients of sum(out * dout) with respect to
  * every parameter, the input, the encoder states and the bias must match
- * PyTorch's within 1e-4 relative. Then: bad configs and bad calls are refused
- * with a message naming the module.
+ * PyTorch's within 1e-4 relative. Then: nn_block with GPT-2's names gives
+ * nn/gpt2.c's inline block bit for bit; bad configs and bad calls are refused
+ * with a message naming the module; dropout acts only in training mode.
  */
 #include "harness.h"
 
+#include "gpt2.h"
 #include "nn.h"
 
 #include <hdf5.h>
@@ -231,6 +233,66 @@ static void test_t5_decoder_block_cross_attention(void **state) {
     run_block_case("t5dec", &c, &n, true);
 }
 
+/* nn/gpt2.c writes its block out inline; nn_block with nn_block_names_gpt2
+ * must compute the same function under the same names: a one-layer GPT2Model's
+ * hidden states equal ln_f(block(wte[ids] + wpe[pos])), bit for bit, and so do
+ * the gradients. */
+static void test_block_equals_gpt2_inline_block(void **state) {
+    nn_gpt2_config g = {.vocab_size = 11, .n_positions = 8, .n_embd = C, .n_layer = 1, .n_head = NH, .n_inner = FF,
+                        .layer_norm_epsilon = 1e-5f, .act = NN_ACT_GELU_TANH, .scale_attn_weights = true};
+    ag_params ps_gpt2, ps_blk;
+    ag_params_init(&ps_gpt2);
+    ag_params_init(&ps_blk);
+    nn_gpt2 m;
+    nn_block blk;
+    nn_norm ln_f;
+    assert_int_equal(nn_gpt2_declare(&ps_gpt2, &m, &g, false), AG_OK);
+    nn_block_config c = {.d_model = C, .n_head = NH, .d_head = D, .d_ff = FF, .pre_ln = true, .norm_eps = 1e-5f,
+                         .fused_qkv = true, .attn_bias = true, .ffn_bias = true, .layout = AG_LINEAR_IN_OUT,
+                         .act = NN_ACT_GELU_TANH};
+    assert_int_equal(nn_block_init(&ps_blk, &blk, "h.0", &c, &nn_block_names_gpt2), AG_OK);
+    assert_int_equal(nn_layernorm_init(&ps_blk, &ln_f, "ln_f", C, 1e-5f), AG_OK);
+    assert_int_equal(ag_params_finalize(&ps_gpt2), AG_OK);
+    assert_int_equal(ag_params_finalize(&ps_blk), AG_OK);
+    nn_init_rng r = {3, 0};
+    for (int64_t i = 0; i < ps_gpt2.total; ++i) ps_gpt2.values[i] = 0.3f * nn_randn(&r);
+    /* every block parameter is a GPT-2 parameter of the same name and shape */
+    for (int64_t i = 0; i < ps_blk.n; ++i) {
+        ag_tensor *p = ps_blk.p[i], *q = ag_params_find(&ps_gpt2, p->name);
+        if (!q) fail_msg("%s is not a GPT2Model parameter", p->name);
+        assert_int_equal(p->numel, q->numel);
+        memcpy(p->data, q->data, (size_t)p->numel * sizeof(float));
+    }
+    assert_int_equal(ps_blk.n + 2, ps_gpt2.n); /* all but wte and wpe */
+
+    int32_t ids[B * T] = {1, 4, 2, 9, 3, 0, 7, 7, 5, 10};
+    int32_t pos[T] = {0, 1, 2, 3, 4};
+    ag_ints id = ag_ints_wrap(ids, 2, AG_SHAPE(B, T)), ps = ag_ints_wrap(pos, 1, AG_SHAPE(T));
+    float dout[B * T * C];
+    for (int i = 0; i < B * T * C; ++i) dout[i] = nn_randn(&r);
+
+    ag_ctx *ctx = ag_ctx_create(0);
+    ag_tensor *want = nn_gpt2_forward(ctx, &m, &id, NULL, 0);
+    assert_non_null(want);
+    assert_int_equal(ag_backward(ctx, want, dout), AG_OK);
+    ag_ctx *ctx2 = ag_ctx_create(0); /* a tape is walked backwards once */
+    ag_tensor *x = ag_add(ctx2, ag_embedding(ctx2, m.wte.w, &id, -1), ag_embedding(ctx2, m.wpe.w, &ps, -1));
+    ag_tensor *got = nn_norm_forward(ctx2, &ln_f, nn_block_forward(ctx2, &blk, x, NULL,
+                                                                  &(ag_attn_opts){.causal = true}, NULL));
+    assert_non_null(got);
+    assert_memory_equal(got->data, want->data, sizeof dout);
+    assert_int_equal(ag_backward(ctx2, got, dout), AG_OK);
+    for (int64_t i = 0; i < ps_blk.n; ++i) {
+        ag_tensor *p = ps_blk.p[i], *q = ag_params_find(&ps_gpt2, p->name);
+        assert_memory_equal(p->grad, q->grad, (size_t)p->numel * sizeof(float));
+    }
+    ag_ctx_free(ctx);
+    ag_ctx_free(ctx2);
+    nn_gpt2_free(&m);
+    ag_params_free(&ps_gpt2);
+    ag_params_free(&ps_blk);
+}
+
 /* ---------------------------------------------------------------- refusals */
 
 /* Asserts that the last error mentions `what`. */
@@ -397,6 +459,7 @@ int main(void) {
         cmocka_unit_test(test_t5_block_rms_gated_with_bias),
         cmocka_unit_test(test_bart_decoder_layer_cross_attention),
         cmocka_unit_test(test_t5_decoder_block_cross_attention),
+        cmocka_unit_test(test_block_equals_gpt2_inline_block),
         cmocka_unit_test(test_bad_configs_name_the_module),
         cmocka_unit_test(test_bad_calls_name_the_module),
         cmocka_unit_test(test_dropout_only_in_training),
