@@ -153,10 +153,12 @@ ag_status nn_block_init(ag_params *ps, nn_block *b, const char *prefix, const nn
     memset(b, 0, sizeof *b);
     nn_name(b->name, "%s", prefix && *prefix ? prefix : "(unnamed)");
     const nn_block_config *c = cfg;
+    /* the config: widths, eps, dropouts */
     if (c->d_model <= 0 || c->n_head <= 0 || c->d_head <= 0 || c->d_ff <= 0)
         return ag_fail(AG_ERR_ARG, "block %s: d_model %d, n_head %d, d_head %d and d_ff %d must be positive", b->name,
                        c->d_model, c->n_head, c->d_head, c->d_ff);
-    if (!(c->norm_eps > 0.0f)) return ag_fail(AG_ERR_ARG, "block %s: norm_eps %g must be > 0", b->name, (double)c->norm_eps);
+    if (!(c->norm_eps > 0.0f))
+        return ag_fail(AG_ERR_ARG, "block %s: norm_eps %g must be > 0", b->name, (double)c->norm_eps);
     if (bad_p(c->attn_dropout) || bad_p(c->resid_dropout) || bad_p(c->act_dropout))
         return ag_fail(AG_ERR_ARG, "block %s: dropouts (attn %g, resid %g, act %g) must be in [0, 1)", b->name,
                        (double)c->attn_dropout, (double)c->resid_dropout, (double)c->act_dropout);
@@ -169,7 +171,8 @@ ag_status nn_block_init(ag_params *ps, nn_block *b, const char *prefix, const nn
         for (int i = 0; named && i < 4; ++i) named = names->cross[i] != NULL;
     }
     if (!named)
-        return ag_fail(AG_ERR_ARG, "block %s: a name this config needs is missing (ln1, attn[0..%d], ln2, ffn.wi, ffn.wo%s%s)",
+        return ag_fail(AG_ERR_ARG,
+                       "block %s: a name this config needs is missing (ln1, attn[0..%d], ln2, ffn.wi, ffn.wo%s%s)",
                        b->name, n_attn - 1, c->gated ? ", ffn.wi_1" : "",
                        c->cross_attention ? ", ln_cross, cross[0..3]" : "");
     b->cfg = *c;
