@@ -113,4 +113,110 @@ ag_status nn_config_num(const nn_config *c, const char *field, double dflt, doub
 ag_status nn_config_str(const nn_config *c, const char *field, const char *dflt, const char **out);
 ag_status nn_config_bool(const nn_config *c, const char *field, bool dflt, bool *out);
 
+/* ---------------------------------------------------------------- feed-forward and blocks (blocks.c) */
+
+/* The names of a feed-forward's projections, relative to its prefix:
+ *   wi    the projection that goes through the activation (BERT
+ *         "intermediate.dense", GPT-2 "mlp.c_fc", T5 "DenseReluDense.wi" or,
+ *         gated, "DenseReluDense.wi_0", LLaMA "mlp.gate_proj");
+ *   wi_1  gated only: the linear branch the activation multiplies (T5
+ *         "DenseReluDense.wi_1", LLaMA "mlp.up_proj"); NULL otherwise;
+ *   wo    the out-projection (BERT "output.dense", GPT-2 "mlp.c_proj", T5
+ *         "DenseReluDense.wo", LLaMA "mlp.down_proj"). */
+typedef struct nn_ffn_names {
+    const char *wi, *wi_1, *wo;
+} nn_ffn_names;
+
+/* A position-wise feed-forward network over x [...,C]:
+ *   plain  y = dropout(wo(act_dropout(act(wi x))))
+ *   gated  y = dropout(wo(act_dropout(act(wi x) * wi_1 x)))   (T5 v1.1, LLaMA)
+ * with wi, wi_1 [C -> d_ff] and wo [d_ff -> C]. */
+typedef struct nn_ffn {
+    int d_model, d_ff;
+    nn_act act;
+    bool gated;
+    nn_linear wi, wi_1, wo; /* wi_1 unused unless gated */
+    float act_dropout;      /* after the activation (T5's DenseReluDense dropout, BART's activation_dropout) */
+    float dropout;          /* after wo (a block applies its own residual dropout instead) */
+    char name[NN_NAME_MAX]; /* the prefix, for messages */
+} nn_ffn;
+
+/* Declares the projections prefix + "." + names->wi (and wi_1, wo), or the
+ * names as given when prefix is NULL or "". Both weight layouts; biases
+ * optional. Returns AG_OK; AG_ERR_ARG naming the module when a width is not
+ * positive or a needed name is missing; or the registry's error (a name
+ * declared twice). */
+ag_status nn_ffn_init(ag_params *ps, nn_ffn *f, const char *prefix, const nn_ffn_names *names, int d_model, int d_ff,
+                      nn_act act, bool gated, bool bias, ag_linear_layout layout);
+/* x [...,C] -> [...,C]. Returns NULL (keeping the first message) when x is
+ * NULL, and AG_ERR_ARG naming the module when x's last dim is not d_model. */
+ag_tensor *nn_ffn_forward(ag_ctx *ctx, const nn_ffn *f, ag_tensor *x);
+
+/* A transformer block's shape. One struct covers the encoder and decoder
+ * layers of the BERT, GPT-2, T5 and BART families. */
+typedef struct nn_block_config {
+    int d_model, n_head, d_head, d_ff; /* n_head*d_head may differ from d_model (T5's d_kv) */
+    bool pre_ln;          /* true: x + f(norm(x)) (GPT-2, T5); false: norm(x + f(x)) (BERT, BART) */
+    bool rms_norm;        /* RMSNorm (T5, LLaMA) instead of LayerNorm */
+    float norm_eps;
+    bool cross_attention; /* a decoder block: self-attention, cross-attention over encoder states, ffn */
+    bool fused_qkv;       /* self-attention's q,k,v as one projection (GPT-2's c_attn) */
+    bool attn_bias, ffn_bias;
+    ag_linear_layout layout; /* of every projection (AG_LINEAR_IN_OUT for GPT-2's Conv1D) */
+    nn_act act;
+    bool gated;           /* the gated feed-forward (T5 v1.1 "gated-gelu", LLaMA) */
+    bool no_scale;        /* no 1/sqrt(d_head) on the scores (T5) */
+    float attn_dropout;   /* on the attention probabilities */
+    float resid_dropout;  /* on each sub-layer's output before it joins the residual stream */
+    float act_dropout;    /* inside the feed-forward, after the activation */
+} nn_block_config;
+
+/* The names of a block's parameters, relative to its prefix. */
+typedef struct nn_block_names {
+    const char *ln1;        /* the self-attention sub-layer's norm */
+    const char *attn[4];    /* q, k, v, o; or, fused, qkv and o */
+    const char *ln_cross;   /* decoder blocks: the cross-attention sub-layer's norm */
+    const char *cross[4];   /* decoder blocks: q, k, v, o of the cross-attention */
+    const char *ln2;        /* the feed-forward sub-layer's norm */
+    nn_ffn_names ffn;
+} nn_block_names;
+
+/* Hugging Face's names: BertLayer, GPT2Block, BartEncoderLayer,
+ * BartDecoderLayer, and T5Block (encoder or decoder; gated: wi_0/wi_1). */
+extern const nn_block_names nn_block_names_bert, nn_block_names_gpt2, nn_block_names_bart_encoder,
+    nn_block_names_bart_decoder;
+nn_block_names nn_block_names_t5(bool decoder, bool gated);
+
+/* A transformer block:
+ *   pre-LN   h = x + drop(attn(ln1(x)))
+ *            h = h + drop(cross(ln_cross(h), enc))      decoder blocks
+ *            y = h + drop(ffn(ln2(h)))
+ *   post-LN  h = ln1(x + drop(attn(x)))
+ *            h = ln_cross(h + drop(cross(h, enc)))      decoder blocks
+ *            y = ln2(h + drop(ffn(h)))
+ * Pre-LN stacks end with a final norm; that belongs to the model, not here. */
+typedef struct nn_block {
+    nn_block_config cfg;
+    nn_norm ln1, ln_cross, ln2;
+    nn_mha attn, cross;     /* cross is used only with cfg.cross_attention */
+    nn_ffn ffn;
+    char name[NN_NAME_MAX]; /* the prefix, for messages ("bert.encoder.layer.3") */
+} nn_block;
+
+/* Declares every parameter as prefix + "." + names->... (e.g.
+ * "bert.encoder.layer.0" + "." + "attention.self.query" + ".weight").
+ * Returns AG_OK; AG_ERR_ARG naming the block when a width is not positive, a
+ * dropout is outside [0, 1), eps is not positive, or a name the config needs is
+ * NULL; or the registry's error. */
+ag_status nn_block_init(ag_params *ps, nn_block *b, const char *prefix, const nn_block_config *cfg,
+                        const nn_block_names *names);
+/* x [B,T,C]; enc [B,S,C] the encoder's states for a decoder block, else NULL.
+ * self_opts (causal, key_mask [B,T], bias [NH,T,T] or [B,NH,T,T], window) and
+ * cross_opts (key_mask [B,S], bias) may be NULL; their dropout is the block's.
+ * Returns y [B,T,C], or NULL: at once for a NULL x (keeping the first message),
+ * AG_ERR_ARG naming the block when x or enc is not [B,*,d_model], when a
+ * decoder block gets no enc or an encoder block gets one, or an op's error. */
+ag_tensor *nn_block_forward(ag_ctx *ctx, const nn_block *b, ag_tensor *x, ag_tensor *enc,
+                            const ag_attn_opts *self_opts, const ag_attn_opts *cross_opts);
+
 #endif
