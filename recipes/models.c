@@ -3,6 +3,37 @@
 
 #include <string.h>
 
+/* BERT and its RoBERTa/XLM-R relatives: the class name is the family's
+ * prefix ("Bert", "Roberta", "XLMRoberta") and the head's suffix. */
+static ag_status declare_bert(recipe_model *m, const char *type, const char *a) {
+    const bool roberta = strcmp(type, "bert") != 0;
+    const char *family = strcmp(type, "bert") == 0 ? "Bert" : strcmp(type, "roberta") == 0 ? "Roberta" : "XLMRoberta";
+    static const struct { const char *suffix; nn_bert_head head; bool bert_only; } classes[] = {
+        {"Model", NN_BERT_MODEL, false},
+        {"ForMaskedLM", NN_BERT_MASKED_LM, false},
+        {"ForPreTraining", NN_BERT_PRETRAINING, true},
+        {"ForSequenceClassification", NN_BERT_SEQ_CLS, false},
+    };
+    const size_t n = strlen(family);
+    int k = -1;
+    for (int i = 0; i < 4; ++i)
+        if (strncmp(a, family, n) == 0 && strcmp(a + n, classes[i].suffix) == 0 && !(roberta && classes[i].bert_only))
+            k = i;
+    if (k < 0)
+        return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a %s class tapegrad builds (%sModel, %sForMaskedLM, "
+                       "%s%sForSequenceClassification)", m->cfg.path, a, type, family, family,
+                       roberta ? "" : "BertForPreTraining, ", family);
+    m->family = RECIPE_FAMILY_BERT;
+    nn_bert_config bc;
+    ag_status st;
+    if ((st = nn_bert_config_read(&m->cfg, roberta, &bc)) || (st = nn_bert_declare(&m->ps, &m->bert, &bc, classes[k].head)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bert_aliases(&m->bert, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
     memset(m, 0, sizeof *m);
     ag_params_init(&m->ps);
@@ -34,7 +65,10 @@ ag_status recipe_model_declare(recipe_model *m, const char *config_path, const c
         for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
         return AG_OK;
     }
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2 is)", config_path, type);
+    if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
+        return declare_bert(m, type, a);
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, bert, roberta and "
+                   "xlm-roberta are)", config_path, type);
 }
 
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
@@ -42,6 +76,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     if (st) return st;
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
+    case RECIPE_FAMILY_BERT: nn_bert_init_weights(&m->bert, seed); break;
     }
     return AG_OK;
 }
@@ -49,6 +84,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
 void recipe_model_free(recipe_model *m) {
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
+    case RECIPE_FAMILY_BERT: nn_bert_free(&m->bert); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -68,6 +104,9 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_gpt2_lm_loss(ctx, &m->gpt2, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_BERT:
+        return nn_bert_loss(ctx, &m->bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
+                            recipe_batch_get(b, "next_sentence_label"), tokens);
     }
     return NULL;
 }
