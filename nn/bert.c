@@ -379,16 +379,14 @@ static ag_tensor *float_labels(ag_ctx *ctx, const ag_ints *labels, int ndim, con
     return y;
 }
 
-static ag_tensor *seq_cls_loss(ag_ctx *ctx, const nn_bert *m, ag_tensor *hidden, const ag_ints *labels,
-                               int64_t *n_tokens) {
-    ag_tensor *logits = nn_bert_cls_logits(ctx, m, hidden); /* [B,L] */
-    if (!logits) return NULL;
-    const int64_t B = logits->shape[0], L = m->cfg.num_labels;
+ag_tensor *nn_bert_classifier_loss(ag_ctx *ctx, ag_tensor *logits, const ag_ints *labels, nn_bert_problem problem,
+                                   bool problem_type_given, int64_t *n_tokens) {
+    if (!logits || !labels) return NULL;
+    const int64_t B = logits->shape[0], L = logits->shape[1];
     char s[64];
-    nn_bert_problem problem = m->cfg.problem;
     /* without problem_type, HF takes integer labels of [B] as single-label and
      * anything else (here: [B,L]) as multi-label */
-    if (!m->cfg.problem_type_given && L > 1 && labels->ndim == 2) problem = NN_BERT_MULTI_LABEL;
+    if (!problem_type_given && L > 1 && labels->ndim == 2) problem = NN_BERT_MULTI_LABEL;
     if (problem == NN_BERT_MULTI_LABEL) {
         if (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != L) {
             ag_fail(AG_ERR_ARG, "bert: multi-label labels must be [B,num_labels] = [%lld,%lld], got %s", (long long)B,
@@ -434,7 +432,9 @@ ag_tensor *nn_bert_loss(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids, const
     }
     ag_tensor *h = nn_bert_forward(ctx, m, ids, token_type_ids, attention_mask); /* [B,T,C] */
     if (!h) return NULL;
-    if (m->head == NN_BERT_SEQ_CLS) return seq_cls_loss(ctx, m, h, labels, n_tokens);
+    if (m->head == NN_BERT_SEQ_CLS)
+        return nn_bert_classifier_loss(ctx, nn_bert_cls_logits(ctx, m, h), labels, m->cfg.problem,
+                                       m->cfg.problem_type_given, n_tokens);
 
     /* masked LM: every position, -100 ignored, mean over the counted ones */
     const int64_t B = ids->shape[0], T = ids->shape[1];

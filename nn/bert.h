@@ -109,6 +109,16 @@ ag_tensor *nn_bert_mlm_logits(ag_ctx *ctx, const nn_bert *m, ag_tensor *hidden);
 /* The classification head: hidden [B,T,C] -> logits [B,num_labels]. */
 ag_tensor *nn_bert_cls_logits(ag_ctx *ctx, const nn_bert *m, ag_tensor *hidden);
 
+/* A sequence classifier's loss as Hugging Face's ...ForSequenceClassification
+ * computes it from logits [B,L]: problem (or, when the config names none,
+ * multi-label for labels [B,L] with L > 1) picks cross entropy (labels [B]),
+ * MSE (L = 1, labels [B] as floats) or BCE with logits (labels [B,L] of 0/1).
+ * *n_tokens (may be NULL) receives the number of targets. Returns a [1]
+ * tensor, or NULL for NULL inputs or labels of the wrong shape. Shared by the
+ * families that copy BERT's head (RoBERTa, DistilBERT). */
+ag_tensor *nn_bert_classifier_loss(ag_ctx *ctx, ag_tensor *logits, const ag_ints *labels, nn_bert_problem problem,
+                                   bool problem_type_given, int64_t *n_tokens);
+
 /* The class's own loss, as its forward(labels=...) computes it:
  *   MASKED_LM:   cross entropy over every position, labels [B,T], -100 ignored;
  *   PRETRAINING: that plus next-sentence cross entropy, next_sentence_label [B];

@@ -34,6 +34,24 @@ static ag_status declare_bert(recipe_model *m, const char *type, const char *a) 
     return AG_OK;
 }
 
+static ag_status declare_distilbert(recipe_model *m, const char *a) {
+    nn_bert_head head;
+    if (strcmp(a, "DistilBertModel") == 0) head = NN_BERT_MODEL;
+    else if (strcmp(a, "DistilBertForMaskedLM") == 0) head = NN_BERT_MASKED_LM;
+    else if (strcmp(a, "DistilBertForSequenceClassification") == 0) head = NN_BERT_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a DistilBERT class tapegrad builds (DistilBertModel, "
+                        "DistilBertForMaskedLM, DistilBertForSequenceClassification)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_DISTILBERT;
+    nn_distilbert_config dc;
+    ag_status st;
+    if ((st = nn_distilbert_config_read(&m->cfg, &dc)) || (st = nn_distilbert_declare(&m->ps, &m->distilbert, &dc, head)))
+        return st;
+    const char *al[2][2];
+    m->n_aliases = nn_distilbert_aliases(&m->distilbert, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
     memset(m, 0, sizeof *m);
     ag_params_init(&m->ps);
@@ -67,8 +85,9 @@ ag_status recipe_model_declare(recipe_model *m, const char *config_path, const c
     }
     if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
         return declare_bert(m, type, a);
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, bert, roberta and "
-                   "xlm-roberta are)", config_path, type);
+    if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, bert, roberta, "
+                   "xlm-roberta and distilbert are)", config_path, type);
 }
 
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
@@ -77,6 +96,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
     case RECIPE_FAMILY_BERT: nn_bert_init_weights(&m->bert, seed); break;
+    case RECIPE_FAMILY_DISTILBERT: nn_distilbert_init_weights(&m->distilbert, seed); break;
     }
     return AG_OK;
 }
@@ -85,6 +105,7 @@ void recipe_model_free(recipe_model *m) {
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
     case RECIPE_FAMILY_BERT: nn_bert_free(&m->bert); break;
+    case RECIPE_FAMILY_DISTILBERT: nn_distilbert_free(&m->distilbert); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -107,6 +128,7 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
     case RECIPE_FAMILY_BERT:
         return nn_bert_loss(ctx, &m->bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
                             recipe_batch_get(b, "next_sentence_label"), tokens);
+    case RECIPE_FAMILY_DISTILBERT: return nn_distilbert_loss(ctx, &m->distilbert, ids, mask, labels, tokens);
     }
     return NULL;
 }

@@ -8,10 +8,11 @@
 #include "batch.h"
 #include "ckpt.h"
 #include "bert.h"
+#include "distilbert.h"
 #include "gpt2.h"
 #include "nn.h"
 
-typedef enum { RECIPE_FAMILY_GPT2, RECIPE_FAMILY_BERT } recipe_family;
+typedef enum { RECIPE_FAMILY_GPT2, RECIPE_FAMILY_BERT, RECIPE_FAMILY_DISTILBERT } recipe_family;
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -20,6 +21,7 @@ typedef struct recipe_model {
     ag_params ps;
     nn_gpt2 gpt2;
     nn_bert bert;       /* bert, roberta, xlm-roberta */
+    nn_distilbert distilbert;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;

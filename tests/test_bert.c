@@ -6,8 +6,9 @@
  * its 20-step AdamW trajectory. tests/fixtures/bert/<case> holds the other
  * classes (BertForPreTraining, BertForSequenceClassification with three
  * labels and with one, RobertaForMaskedLM, RobertaForSequenceClassification
- * multi-label), made by gen_bert_fixtures.py: a hand transcription of
- * modeling_bert.py/modeling_roberta.py in plain PyTorch, float64, which first
+ * multi-label, DistilBertForMaskedLM and ...ForSequenceClassification), made
+ * by gen_bert_fixtures.py: a hand transcription of modeling_bert.py,
+ * modeling_roberta.py and modeling_distilbert.py in plain PyTorch, float64, which first
  * reproduces the Hugging Face fixture to 1e-15. Also: parameter counts of the
  * published sizes, Hugging Face's init, bad configs refused by field name.
  */
@@ -206,7 +207,9 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
                 want[j] = t->data[j]; /* judged above */
             }
         }
-        if (noise) printf("  %s: %d of %lld elements have a true gradient of 0 (float32 noise)\n", t->name, noise, (long long)n);
+        if (noise)
+            printf("  %s: %d of %lld elements have a true gradient of 0 (float32 noise)\n", t->name, noise,
+                   (long long)n);
         bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
         free(want);
         free(g0);
@@ -230,6 +233,8 @@ static void test_other_classes_match_pytorch(void **state) {
     check_loss_and_grads(OWN "/bert_regression", "config.json", NULL, "model.safetensors", 2);
     check_loss_and_grads(OWN "/roberta_mlm", "config.json", NULL, "model.safetensors", 4);
     check_loss_and_grads(OWN "/roberta_seqcls", "config.json", NULL, "model.safetensors", 6); /* 2 rows x 3 labels */
+    check_loss_and_grads(OWN "/distilbert_mlm", "config.json", NULL, "model.safetensors", 4);
+    check_loss_and_grads(OWN "/distilbert_seqcls", "config.json", NULL, "model.safetensors", 2);
 }
 
 /* Writes text to a temporary config file and returns its path. */
@@ -308,6 +313,10 @@ static void test_parameter_counts(void **state) {
     const char *xlmr = "{\"model_type\": \"xlm-roberta\", \"vocab_size\": 250002, \"max_position_embeddings\": 514, "
                        "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5}";
     assert_int_equal(count_params(xlmr, "XLMRobertaModel"), 278043648);
+    const char *distil = "{\"model_type\": \"distilbert\"}"; /* distilbert-base-uncased: the defaults */
+    assert_int_equal(count_params(distil, "DistilBertModel"), 66362880);
+    assert_int_equal(count_params(distil, "DistilBertForMaskedLM"), 66985530);
+    assert_int_equal(count_params(distil, "DistilBertForSequenceClassification"), 66955010);
 }
 
 /* _init_weights: N(0, initializer_range), padding rows zero, LayerNorm 1/0,
@@ -378,6 +387,10 @@ static void test_bad_configs(void **state) {
     expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"], "
                         "\"max_position_embeddings\": 2}", "max_position_embeddings");
 #undef BERT
+    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                        "\"sinusoidal_pos_embds\": true}", "sinusoidal_pos_embds");
+    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                        "\"n_heads\": 5}", "divisible");
 }
 
 /* Wrong batches are errors naming the field, never a crash. */
