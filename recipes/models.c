@@ -3,6 +3,55 @@
 
 #include <string.h>
 
+/* BERT and its RoBERTa/XLM-R relatives: the class name is the family's
+ * prefix ("Bert", "Roberta", "XLMRoberta") and the head's suffix. */
+static ag_status declare_bert(recipe_model *m, const char *type, const char *a) {
+    const bool roberta = strcmp(type, "bert") != 0;
+    const char *family = strcmp(type, "bert") == 0 ? "Bert" : strcmp(type, "roberta") == 0 ? "Roberta" : "XLMRoberta";
+    static const struct { const char *suffix; nn_bert_head head; bool bert_only; } classes[] = {
+        {"Model", NN_BERT_MODEL, false},
+        {"ForMaskedLM", NN_BERT_MASKED_LM, false},
+        {"ForPreTraining", NN_BERT_PRETRAINING, true},
+        {"ForSequenceClassification", NN_BERT_SEQ_CLS, false},
+    };
+    const size_t n = strlen(family);
+    int k = -1;
+    for (int i = 0; i < 4; ++i)
+        if (strncmp(a, family, n) == 0 && strcmp(a + n, classes[i].suffix) == 0 && !(roberta && classes[i].bert_only))
+            k = i;
+    if (k < 0)
+        return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a %s class tapegrad builds (%sModel, %sForMaskedLM, "
+                       "%s%sForSequenceClassification)", m->cfg.path, a, type, family, family,
+                       roberta ? "" : "BertForPreTraining, ", family);
+    m->family = RECIPE_FAMILY_BERT;
+    nn_bert_config bc;
+    ag_status st;
+    if ((st = nn_bert_config_read(&m->cfg, roberta, &bc)) || (st = nn_bert_declare(&m->ps, &m->bert, &bc, classes[k].head)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bert_aliases(&m->bert, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
+static ag_status declare_distilbert(recipe_model *m, const char *a) {
+    nn_bert_head head;
+    if (strcmp(a, "DistilBertModel") == 0) head = NN_BERT_MODEL;
+    else if (strcmp(a, "DistilBertForMaskedLM") == 0) head = NN_BERT_MASKED_LM;
+    else if (strcmp(a, "DistilBertForSequenceClassification") == 0) head = NN_BERT_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a DistilBERT class tapegrad builds (DistilBertModel, "
+                        "DistilBertForMaskedLM, DistilBertForSequenceClassification)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_DISTILBERT;
+    nn_distilbert_config dc;
+    ag_status st;
+    if ((st = nn_distilbert_config_read(&m->cfg, &dc)) || (st = nn_distilbert_declare(&m->ps, &m->distilbert, &dc, head)))
+        return st;
+    const char *al[2][2];
+    m->n_aliases = nn_distilbert_aliases(&m->distilbert, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -34,7 +83,11 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
         return AG_OK;
     }
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2 is)", config_path, type);
+    if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
+        return declare_bert(m, type, a);
+    if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, bert, roberta, "
+                   "xlm-roberta and distilbert are)", config_path, type);
 }
 
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
@@ -56,6 +109,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     if (st) return st;
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
+    case RECIPE_FAMILY_BERT: nn_bert_init_weights(&m->bert, seed); break;
+    case RECIPE_FAMILY_DISTILBERT: nn_distilbert_init_weights(&m->distilbert, seed); break;
     }
     return AG_OK;
 }
@@ -63,6 +118,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
 void recipe_model_free(recipe_model *m) {
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
+    case RECIPE_FAMILY_BERT: nn_bert_free(&m->bert); break;
+    case RECIPE_FAMILY_DISTILBERT: nn_distilbert_free(&m->distilbert); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -82,6 +139,10 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_gpt2_lm_loss(ctx, &m->gpt2, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_BERT:
+        return nn_bert_loss(ctx, &m->bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
+                            recipe_batch_get(b, "next_sentence_label"), tokens);
+    case RECIPE_FAMILY_DISTILBERT: return nn_distilbert_loss(ctx, &m->distilbert, ids, mask, labels, tokens);
     }
     return NULL;
 }

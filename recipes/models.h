@@ -1,16 +1,18 @@
 /* models.h: a model family chosen by a config.json and a Hugging Face class
  * name, behind one interface for the commands that do not care which family
- * it is (loss, params, convert, generate). Families register here as they land
- * (GPT-2 so far). */
+ * it is (loss, params, convert, generate). Each family registers here: its
+ * classes, config reader, parameter declaration, init, aliases and loss. */
 #ifndef TAPEGRAD_RECIPES_MODELS_H
 #define TAPEGRAD_RECIPES_MODELS_H
 
 #include "batch.h"
 #include "ckpt.h"
+#include "bert.h"
+#include "distilbert.h"
 #include "gpt2.h"
 #include "nn.h"
 
-typedef enum { RECIPE_FAMILY_GPT2 } recipe_family;
+typedef enum { RECIPE_FAMILY_GPT2, RECIPE_FAMILY_BERT, RECIPE_FAMILY_DISTILBERT } recipe_family;
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -18,6 +20,8 @@ typedef struct recipe_model {
     nn_config cfg;
     ag_params ps;
     nn_gpt2 gpt2;
+    nn_bert bert;       /* bert, roberta, xlm-roberta */
+    nn_distilbert distilbert;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
