@@ -34,7 +34,37 @@ ag_status recipe_model_declare(recipe_model *m, const char *config_path, const c
         for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
         return AG_OK;
     }
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2 is)", config_path, type);
+    if (strcmp(type, "gpt_neo") == 0) {
+        m->family = RECIPE_FAMILY_GPT_NEO;
+        bool head;
+        if (strcmp(a, "GPTNeoForCausalLM") == 0) head = true;
+        else if (strcmp(a, "GPTNeoModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-Neo class tapegrad builds "
+                            "(GPTNeoForCausalLM, GPTNeoModel)", config_path, a);
+        nn_gpt_neo_config gc;
+        if ((st = nn_gpt_neo_config_read(&m->cfg, &gc)) || (st = nn_gpt_neo_declare(&m->ps, &m->gpt_neo, &gc, head)))
+            return st;
+        const char *al[4][2];
+        m->n_aliases = nn_gpt_neo_aliases(&m->gpt_neo, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    if (strcmp(type, "gptj") == 0) {
+        m->family = RECIPE_FAMILY_GPTJ;
+        bool head;
+        if (strcmp(a, "GPTJForCausalLM") == 0) head = true;
+        else if (strcmp(a, "GPTJModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-J class tapegrad builds "
+                            "(GPTJForCausalLM, GPTJModel)", config_path, a);
+        nn_gptj_config gc;
+        if ((st = nn_gptj_config_read(&m->cfg, &gc)) || (st = nn_gptj_declare(&m->ps, &m->gptj, &gc, head))) return st;
+        const char *al[4][2];
+        m->n_aliases = nn_gptj_aliases(&m->gptj, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj are)",
+                   config_path, type);
 }
 
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
@@ -42,6 +72,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     if (st) return st;
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
+    case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_init_weights(&m->gpt_neo, seed); break;
+    case RECIPE_FAMILY_GPTJ: nn_gptj_init_weights(&m->gptj, seed); break;
     }
     return AG_OK;
 }
@@ -49,6 +81,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
 void recipe_model_free(recipe_model *m) {
     switch (m->family) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
+    case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_free(&m->gpt_neo); break;
+    case RECIPE_FAMILY_GPTJ: nn_gptj_free(&m->gptj); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -68,6 +102,18 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_gpt2_lm_loss(ctx, &m->gpt2, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_GPT_NEO:
+        if (!m->gpt_neo.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPTNeoForCausalLM", m->arch);
+            return NULL;
+        }
+        return nn_gpt_neo_lm_loss(ctx, &m->gpt_neo, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_GPTJ:
+        if (!m->gptj.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPTJForCausalLM", m->arch);
+            return NULL;
+        }
+        return nn_gptj_lm_loss(ctx, &m->gptj, ids, mask, labels, AG_REDUCE_MEAN, tokens);
     }
     return NULL;
 }

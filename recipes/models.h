@@ -8,9 +8,11 @@
 #include "batch.h"
 #include "ckpt.h"
 #include "gpt2.h"
+#include "gpt_neo.h"
+#include "gptj.h"
 #include "nn.h"
 
-typedef enum { RECIPE_FAMILY_GPT2 } recipe_family;
+typedef enum { RECIPE_FAMILY_GPT2, RECIPE_FAMILY_GPT_NEO, RECIPE_FAMILY_GPTJ } recipe_family;
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -18,6 +20,8 @@ typedef struct recipe_model {
     nn_config cfg;
     ag_params ps;
     nn_gpt2 gpt2;
+    nn_gpt_neo gpt_neo;
+    nn_gptj gptj;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
