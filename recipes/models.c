@@ -63,8 +63,37 @@ ag_status recipe_model_declare(recipe_model *m, const char *config_path, const c
         for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
         return AG_OK;
     }
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj are)",
-                   config_path, type);
+    if (strcmp(type, "openai-gpt") == 0) {
+        m->family = RECIPE_FAMILY_OPENAI;
+        bool head;
+        if (strcmp(a, "OpenAIGPTLMHeadModel") == 0) head = true;
+        else if (strcmp(a, "OpenAIGPTModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an OpenAI GPT class tapegrad builds "
+                            "(OpenAIGPTLMHeadModel, OpenAIGPTModel)", config_path, a);
+        nn_openai_config gc;
+        if ((st = nn_openai_config_read(&m->cfg, &gc)) || (st = nn_openai_declare(&m->ps, &m->openai, &gc, head)))
+            return st;
+        const char *al[4][2];
+        m->n_aliases = nn_openai_aliases(&m->openai, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    if (strcmp(type, "ctrl") == 0) {
+        m->family = RECIPE_FAMILY_CTRL;
+        bool head;
+        if (strcmp(a, "CTRLLMHeadModel") == 0) head = true;
+        else if (strcmp(a, "CTRLModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a CTRL class tapegrad builds "
+                            "(CTRLLMHeadModel, CTRLModel)", config_path, a);
+        nn_ctrl_config gc;
+        if ((st = nn_ctrl_config_read(&m->cfg, &gc)) || (st = nn_ctrl_declare(&m->ps, &m->ctrl, &gc, head))) return st;
+        const char *al[4][2];
+        m->n_aliases = nn_ctrl_aliases(&m->ctrl, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet "
+                   "(gpt2, gpt_neo, gptj, openai-gpt, ctrl are)", config_path, type);
 }
 
 ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
@@ -74,6 +103,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
     case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_init_weights(&m->gpt_neo, seed); break;
     case RECIPE_FAMILY_GPTJ: nn_gptj_init_weights(&m->gptj, seed); break;
+    case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
+    case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     }
     return AG_OK;
 }
@@ -83,6 +114,8 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
     case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_free(&m->gpt_neo); break;
     case RECIPE_FAMILY_GPTJ: nn_gptj_free(&m->gptj); break;
+    case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
+    case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -114,6 +147,18 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_gptj_lm_loss(ctx, &m->gptj, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_OPENAI:
+        if (!m->openai.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use OpenAIGPTLMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_openai_lm_loss(ctx, &m->openai, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_CTRL:
+        if (!m->ctrl.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use CTRLLMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_ctrl_lm_loss(ctx, &m->ctrl, ids, mask, labels, AG_REDUCE_MEAN, tokens);
     }
     return NULL;
 }

@@ -68,29 +68,48 @@ static void check_family(const char *family, int64_t want_params) {
     assert_non_null(want);
     double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    int bad = 0;
+    /* PyTorch's gradients, and the largest of them all */
+    float **g = calloc((size_t)m.ps.n, sizeof *g);
+    double all_max = 0;
+    for (int64_t i = 0; i < m.ps.n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
+        if (!(g[i] = read_h5(e, name, &n))) fail_msg("%s: expected.h5 has no %s", family, name);
+        assert_int_equal(n, m.ps.p[i]->numel);
+        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
+    }
+    int bad = 0, zero = 0;
     double worst = 0, worst_rel = 0;
     for (int64_t i = 0; i < m.ps.n; ++i) {
         const ag_tensor *t = m.ps.p[i];
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g = read_h5(e, name, &n);
-        if (!g) fail_msg("%s: expected.h5 has no %s", family, name);
-        assert_int_equal(n, t->numel);
         double gmax = 0, dmax = 0;
-        for (int64_t j = 0; j < n; ++j) {
-            gmax = fmax(gmax, fabs(g[j]));
-            dmax = fmax(dmax, fabs((double)t->grad[j] - g[j]));
+        for (int64_t j = 0; j < t->numel; ++j) {
+            gmax = fmax(gmax, fabs(g[i][j]));
+            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
         }
         worst = fmax(worst, dmax);
-        worst_rel = fmax(worst_rel, gmax > 0 ? dmax / gmax : dmax);
-        bad += !check_close(t->name, t->grad, g, n, 1e-4, 1e-4);
-        free(g);
+        if (gmax <= 1e-12 * all_max) {
+            /* A gradient that is zero in exact arithmetic: a key bias adds
+             * q.b_k to every score of a row and softmax cancels it (CTRL's
+             * Wk.bias). float64 leaves ~1e-18 of it, float32 ~1e-9; hold the
+             * noise to 1e-6 of the model's largest gradient. */
+            zero++;
+            if (dmax > 1e-6 * all_max) {
+                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
+                bad++;
+            }
+            continue;
+        }
+        worst_rel = fmax(worst_rel, dmax / gmax);
+        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
     }
+    for (int64_t i = 0; i < m.ps.n; ++i) free(g[i]);
+    free(g);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld gradients, largest difference %.2e "
-           "(%.1e of its tensor's largest)\n",
-           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, worst, worst_rel);
+           "(%.1e of its tensor's largest)%s\n",
+           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, worst, worst_rel,
+           zero ? "; some are zero in exact arithmetic (key biases), judged as noise" : "");
     assert_true(rel <= 1e-5);
     assert_int_equal(bad, 0);
     free(want);
@@ -102,6 +121,8 @@ static void check_family(const char *family, int64_t want_params) {
 
 static void test_gpt_neo_matches_pytorch(void **state) { check_family("gpt_neo", 30400); }
 static void test_gptj_matches_pytorch(void **state) { check_family("gptj", 33408); }
+static void test_openai_matches_pytorch(void **state) { check_family("openai", 30528); }
+static void test_ctrl_matches_pytorch(void **state) { check_family("ctrl", 21376); }
 
 /* Writes text to a temporary config file and returns its path. */
 static const char *temp_config(const char *text) {
@@ -248,6 +269,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt_neo_matches_pytorch),
         cmocka_unit_test(test_gptj_matches_pytorch),
+        cmocka_unit_test(test_openai_matches_pytorch),
+        cmocka_unit_test(test_ctrl_matches_pytorch),
         cmocka_unit_test(test_parameter_counts),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_bad_configs),
