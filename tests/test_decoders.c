@@ -169,6 +169,44 @@ static void test_parameter_counts(void **state) {
     assert_true(secs < 0.5); /* declared, not allocated */
     /* GPTJModel: no lm_head (weight [50400,4096] and bias [50400]) */
     assert_int_equal(count_params(gptj_6b, "GPTJModel"), 6050882784LL - 50400LL * 4096 - 50400);
+    /* openai-gpt (the defaults are its config): OpenAIGPTModel 116,534,784; the head is tied */
+    const char *gpt1 = "{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                       "\"afn\": \"gelu\", \"n_ctx\": 512, \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 12, "
+                       "\"n_positions\": 512, \"vocab_size\": 40478}";
+    assert_int_equal(count_params(gpt1, "OpenAIGPTModel"), 116534784);
+    assert_int_equal(count_params(gpt1, NULL), 116534784);
+    /* Salesforce/ctrl (vocab 246534, 48 layers of 1280, dff 8192): counted from
+     * the modules CTRLLMHeadModel builds, the head's bias [246534] its only
+     * parameter beyond CTRLModel's */
+    const char *ctrl = "{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"vocab_size\": 246534, "
+                       "\"n_embd\": 1280, \"dff\": 8192, \"n_layer\": 48, \"n_head\": 16, \"n_positions\": 256}";
+    assert_int_equal(count_params(ctrl, NULL), 1637964550LL);
+    assert_int_equal(count_params(ctrl, "CTRLModel"), 1637964550LL - 246534);
+}
+
+/* The fixture sees GPT-Neo's window: the same weights with every layer
+ * allowed to look back 100 positions give another loss. */
+static void test_gpt_neo_window_matters(void **state) {
+    recipe_model m;
+    recipe_batch b;
+    if (recipe_model_declare(&m, DEC_DIR "/gpt_neo/config.json", NULL) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
+    assert_int_equal(ckpt_safetensors_load(DEC_DIR "/gpt_neo/model.safetensors", &m.ps, m.aliases, m.n_aliases), AG_OK);
+    assert_int_equal(recipe_batch_load(&b, DEC_DIR "/inputs.json"), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    float loss[2];
+    for (int k = 0; k < 2; ++k) {
+        m.gpt_neo.cfg.window_size = k ? 100 : 4;
+        ag_ctx_reset(ctx);
+        ag_tensor *l = recipe_model_loss(ctx, &m, &b, NULL);
+        assert_non_null(l);
+        loss[k] = l->data[0];
+    }
+    printf("gpt_neo: loss %.6f with window 4, %.6f with window 100\n", loss[0], loss[1]);
+    assert_true(fabsf(loss[0] - loss[1]) > 1e-3f);
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
 }
 
 /* Hugging Face's init: N(0, initializer_range) for weights, unit norms, zero biases. */
@@ -178,6 +216,10 @@ static void test_init(void **state) {
         "\"num_layers\": 2, \"num_heads\": 4, \"vocab_size\": 1000, \"attention_types\": [[[\"global\", \"local\"], 1]]}",
         "{\"model_type\": \"gptj\", \"architectures\": [\"GPTJForCausalLM\"], \"n_embd\": 128, \"n_layer\": 2, "
         "\"n_head\": 4, \"rotary_dim\": 16, \"vocab_size\": 1000}",
+        "{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], \"n_embd\": 128, "
+        "\"n_layer\": 2, \"n_head\": 4, \"vocab_size\": 1000}",
+        "{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 128, \"dff\": 256, "
+        "\"n_layer\": 2, \"n_head\": 4, \"vocab_size\": 1000}",
     };
     struct { int cfg; const char *name; double std, mean; } want[] = {
         {0, "transformer.wte.weight", 0.02, 0},
@@ -192,8 +234,19 @@ static void test_init(void **state) {
         {1, "lm_head.weight", 0.02, 0},
         {1, "lm_head.bias", 0, 0},
         {1, "transformer.ln_f.weight", 0, 1},
+        {2, "transformer.tokens_embed.weight", 0.02, 0},
+        {2, "transformer.positions_embed.weight", 0.02, 0},
+        {2, "transformer.h.1.attn.c_attn.weight", 0.02, 0},
+        {2, "transformer.h.1.mlp.c_proj.weight", 0.02, 0}, /* no GPT-2-style 1/sqrt(2L) */
+        {2, "transformer.h.1.ln_2.bias", 0, 0},
+        {3, "transformer.w.weight", 0.02, 0},
+        {3, "transformer.h.1.multi_head_attention.Wk.weight", 0.02, 0},
+        {3, "transformer.h.1.multi_head_attention.dense.bias", 0, 0},
+        {3, "transformer.h.1.ffn.2.weight", 0.02, 0},
+        {3, "transformer.h.1.layernorm1.weight", 0, 1},
+        {3, "lm_head.bias", 0, 0},
     };
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < 4; ++c) {
         recipe_model m;
         const char *path = temp_config(configs[c]);
         assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
@@ -241,6 +294,15 @@ static void test_bad_configs(void **state) {
     expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 7}", "\"rotary_dim\"");
     expect_config_error(GPTJ "\"activation_function\": \"cubic\"}", "activation_function");
     expect_config_error(GPTJ "\"n_layer\": \"many\"}", "\"n_layer\"");
+    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                        "\"afn\": \"gelu_new\"}", "\"afn\"");
+    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                        "\"tie_word_embeddings\": false}", "\"tie_word_embeddings\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 33, "
+                        "\"n_head\": 3}", "\"n_embd\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"dff\": 0}", "\"dff\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLForSequenceClassification\"]}",
+                        "CTRLForSequenceClassification");
 }
 
 /* A batch that does not fit is refused with the input named, not crashed on. */
@@ -272,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_openai_matches_pytorch),
         cmocka_unit_test(test_ctrl_matches_pytorch),
         cmocka_unit_test(test_parameter_counts),
+        cmocka_unit_test(test_gpt_neo_window_matters),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_batches),
