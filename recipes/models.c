@@ -83,11 +83,69 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
         return AG_OK;
     }
+    if (strcmp(type, "gpt_neo") == 0) {
+        m->family = RECIPE_FAMILY_GPT_NEO;
+        bool head;
+        if (strcmp(a, "GPTNeoForCausalLM") == 0) head = true;
+        else if (strcmp(a, "GPTNeoModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-Neo class tapegrad builds "
+                            "(GPTNeoForCausalLM, GPTNeoModel)", config_path, a);
+        nn_gpt_neo_config gc;
+        if ((st = nn_gpt_neo_config_read(&m->cfg, &gc)) || (st = nn_gpt_neo_declare(&m->ps, &m->gpt_neo, &gc, head)))
+            return st;
+        const char *al[4][2];
+        m->n_aliases = nn_gpt_neo_aliases(&m->gpt_neo, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    if (strcmp(type, "gptj") == 0) {
+        m->family = RECIPE_FAMILY_GPTJ;
+        bool head;
+        if (strcmp(a, "GPTJForCausalLM") == 0) head = true;
+        else if (strcmp(a, "GPTJModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-J class tapegrad builds "
+                            "(GPTJForCausalLM, GPTJModel)", config_path, a);
+        nn_gptj_config gc;
+        if ((st = nn_gptj_config_read(&m->cfg, &gc)) || (st = nn_gptj_declare(&m->ps, &m->gptj, &gc, head))) return st;
+        const char *al[4][2];
+        m->n_aliases = nn_gptj_aliases(&m->gptj, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    if (strcmp(type, "openai-gpt") == 0) {
+        m->family = RECIPE_FAMILY_OPENAI;
+        bool head;
+        if (strcmp(a, "OpenAIGPTLMHeadModel") == 0) head = true;
+        else if (strcmp(a, "OpenAIGPTModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an OpenAI GPT class tapegrad builds "
+                            "(OpenAIGPTLMHeadModel, OpenAIGPTModel)", config_path, a);
+        nn_openai_config gc;
+        if ((st = nn_openai_config_read(&m->cfg, &gc)) || (st = nn_openai_declare(&m->ps, &m->openai, &gc, head)))
+            return st;
+        const char *al[4][2];
+        m->n_aliases = nn_openai_aliases(&m->openai, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
+    if (strcmp(type, "ctrl") == 0) {
+        m->family = RECIPE_FAMILY_CTRL;
+        bool head;
+        if (strcmp(a, "CTRLLMHeadModel") == 0) head = true;
+        else if (strcmp(a, "CTRLModel") == 0) head = false;
+        else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a CTRL class tapegrad builds "
+                            "(CTRLLMHeadModel, CTRLModel)", config_path, a);
+        nn_ctrl_config gc;
+        if ((st = nn_ctrl_config_read(&m->cfg, &gc)) || (st = nn_ctrl_declare(&m->ps, &m->ctrl, &gc, head))) return st;
+        const char *al[4][2];
+        m->n_aliases = nn_ctrl_aliases(&m->ctrl, al, 4);
+        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        return AG_OK;
+    }
     if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
         return declare_bert(m, type, a);
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, bert, roberta, "
-                   "xlm-roberta and distilbert are)", config_path, type);
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
+                   "openai-gpt, ctrl, bert, roberta, xlm-roberta and distilbert are)", config_path, type);
 }
 
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
@@ -111,6 +169,10 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_init_weights(&m->gpt2, seed); break;
     case RECIPE_FAMILY_BERT: nn_bert_init_weights(&m->bert, seed); break;
     case RECIPE_FAMILY_DISTILBERT: nn_distilbert_init_weights(&m->distilbert, seed); break;
+    case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_init_weights(&m->gpt_neo, seed); break;
+    case RECIPE_FAMILY_GPTJ: nn_gptj_init_weights(&m->gptj, seed); break;
+    case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
+    case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     }
     return AG_OK;
 }
@@ -120,6 +182,10 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_GPT2: nn_gpt2_free(&m->gpt2); break;
     case RECIPE_FAMILY_BERT: nn_bert_free(&m->bert); break;
     case RECIPE_FAMILY_DISTILBERT: nn_distilbert_free(&m->distilbert); break;
+    case RECIPE_FAMILY_GPT_NEO: nn_gpt_neo_free(&m->gpt_neo); break;
+    case RECIPE_FAMILY_GPTJ: nn_gptj_free(&m->gptj); break;
+    case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
+    case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -143,6 +209,30 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
         return nn_bert_loss(ctx, &m->bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
                             recipe_batch_get(b, "next_sentence_label"), tokens);
     case RECIPE_FAMILY_DISTILBERT: return nn_distilbert_loss(ctx, &m->distilbert, ids, mask, labels, tokens);
+    case RECIPE_FAMILY_GPT_NEO:
+        if (!m->gpt_neo.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPTNeoForCausalLM", m->arch);
+            return NULL;
+        }
+        return nn_gpt_neo_lm_loss(ctx, &m->gpt_neo, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_GPTJ:
+        if (!m->gptj.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPTJForCausalLM", m->arch);
+            return NULL;
+        }
+        return nn_gptj_lm_loss(ctx, &m->gptj, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_OPENAI:
+        if (!m->openai.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use OpenAIGPTLMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_openai_lm_loss(ctx, &m->openai, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_CTRL:
+        if (!m->ctrl.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use CTRLLMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_ctrl_lm_loss(ctx, &m->ctrl, ids, mask, labels, AG_REDUCE_MEAN, tokens);
     }
     return NULL;
 }

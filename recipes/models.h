@@ -10,9 +10,21 @@
 #include "bert.h"
 #include "distilbert.h"
 #include "gpt2.h"
+#include "gpt_neo.h"
+#include "gptj.h"
+#include "openai.h"
+#include "ctrl.h"
 #include "nn.h"
 
-typedef enum { RECIPE_FAMILY_GPT2, RECIPE_FAMILY_BERT, RECIPE_FAMILY_DISTILBERT } recipe_family;
+typedef enum {
+    RECIPE_FAMILY_GPT2,
+    RECIPE_FAMILY_BERT, /* bert, roberta, xlm-roberta */
+    RECIPE_FAMILY_DISTILBERT,
+    RECIPE_FAMILY_GPT_NEO,
+    RECIPE_FAMILY_GPTJ,
+    RECIPE_FAMILY_OPENAI,
+    RECIPE_FAMILY_CTRL,
+} recipe_family;
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -22,6 +34,10 @@ typedef struct recipe_model {
     nn_gpt2 gpt2;
     nn_bert bert;       /* bert, roberta, xlm-roberta */
     nn_distilbert distilbert;
+    nn_gpt_neo gpt_neo;
+    nn_gptj gptj;
+    nn_openai openai;
+    nn_ctrl ctrl;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
