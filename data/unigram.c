@@ -420,8 +420,8 @@ ag_status data_unigram_normalize(const data_unigram *u, const char *text, size_t
  * start of its last piece, and that piece's id. Positions advance by whole
  * characters; at each start every piece in the trie that matches there
  * extends a path; a character that no single-character piece covers is an
- * <unk> of score min_score - 10. Scores add in float, and a later candidate
- * must be strictly better to win, exactly as EncodeOptimized. */
+ * <unk> of score min_score - 10. Path scores are stored in float, a later
+ * candidate must be strictly better to win, exactly as EncodeOptimized. */
 
 typedef struct {
     float score;
@@ -446,13 +446,17 @@ static bool viterbi(const data_unigram *u, const char *str, int n, ug_best *best
             int id = u->nodes[node].value;
             if (id < 0 || u->type[id] == DATA_UNIGRAM_UNUSED) continue;
             int len = k + 1 - start;
-            float cand;
+            /* In SentencePiece the piece's score is a double (the type of
+             * `cond ? len * max_score - 0.1 : score`), so the candidate is
+             * summed and compared in double and only stored as float. The
+             * rounding decides ties such as "99 9" against "9 99". */
+            double cand;
             if (u->type[id] == DATA_UNIGRAM_USER_DEFINED) /* a bonus so that it is always chosen */
-                cand = (float)((double)((float)len * u->max_score) - 0.1 + here);
+                cand = (double)((float)len * u->max_score) - 0.1 + here;
             else
-                cand = u->score[id] + here;
+                cand = (double)u->score[id] + here;
             ug_best *t = &best[k + 1];
-            if (t->start == -1 || cand > t->score) *t = (ug_best){cand, start, id};
+            if (t->start == -1 || cand > t->score) *t = (ug_best){(float)cand, start, id};
             if (len == mblen) has_single = true;
         }
         if (!has_single) {
