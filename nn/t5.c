@@ -272,8 +272,9 @@ ag_tensor *nn_t5_decode(ag_ctx *ctx, const nn_t5 *m, const ag_ints *decoder_ids,
     }
     if (!check_ids("decoder_input_ids", decoder_ids, decoder_mask, "decoder_attention_mask")) return NULL;
     char s[64], s2[64];
-    if (enc->ndim != 3 || enc->shape[0] != decoder_ids->shape[0] ||
-        (enc_mask && (enc_mask->ndim != 2 || enc_mask->shape[0] != enc->shape[0] || enc_mask->shape[1] != enc->shape[1]))) {
+    const bool mask_ok = !enc_mask || (enc_mask->ndim == 2 && enc_mask->shape[0] == enc->shape[0] &&
+                                       enc_mask->shape[1] == enc->shape[1]);
+    if (enc->ndim != 3 || enc->shape[0] != decoder_ids->shape[0] || !mask_ok) {
         ag_fail(AG_ERR_ARG, "t5: encoder states %s (and attention_mask) do not match decoder_input_ids %s",
                 ag_shape_str(s, enc->ndim, enc->shape), ag_shape_str(s2, decoder_ids->ndim, decoder_ids->shape));
         return NULL;
