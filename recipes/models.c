@@ -52,6 +52,24 @@ static ag_status declare_distilbert(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* T5: T5Model, T5ForConditionalGeneration, T5EncoderModel. */
+static ag_status declare_t5(recipe_model *m, const char *a) {
+    nn_t5_head head;
+    if (strcmp(a, "T5ForConditionalGeneration") == 0) head = NN_T5_CONDITIONAL_GENERATION;
+    else if (strcmp(a, "T5Model") == 0) head = NN_T5_MODEL;
+    else if (strcmp(a, "T5EncoderModel") == 0) head = NN_T5_ENCODER_MODEL;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a T5 class tapegrad builds (T5ForConditionalGeneration, "
+                        "T5Model, T5EncoderModel)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_T5;
+    nn_t5_config tc;
+    ag_status st;
+    if ((st = nn_t5_config_read(&m->cfg, &tc)) || (st = nn_t5_declare(&m->ps, &m->t5, &tc, head))) return st;
+    const char *al[4][2];
+    m->n_aliases = nn_t5_aliases(&m->t5, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -144,8 +162,9 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
         return declare_bert(m, type, a);
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
+    if (strcmp(type, "t5") == 0) return declare_t5(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
-                   "openai-gpt, ctrl, bert, roberta, xlm-roberta and distilbert are)", config_path, type);
+                   "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert and t5 are)", config_path, type);
 }
 
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
@@ -173,6 +192,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_GPTJ: nn_gptj_init_weights(&m->gptj, seed); break;
     case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
+    case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
     }
     return AG_OK;
 }
@@ -186,6 +206,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_GPTJ: nn_gptj_free(&m->gptj); break;
     case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
+    case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -233,6 +254,11 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_ctrl_lm_loss(ctx, &m->ctrl, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_T5:
+        /* T5ForConditionalGeneration derives decoder_input_ids from labels
+         * unless the batch gives them */
+        return nn_t5_loss(ctx, &m->t5, ids, mask, labels, recipe_batch_get(b, "decoder_input_ids"),
+                          recipe_batch_get(b, "decoder_attention_mask"), AG_REDUCE_MEAN, tokens);
     }
     return NULL;
 }

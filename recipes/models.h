@@ -14,6 +14,7 @@
 #include "gptj.h"
 #include "openai.h"
 #include "ctrl.h"
+#include "t5.h"
 #include "nn.h"
 
 typedef enum {
@@ -24,6 +25,7 @@ typedef enum {
     RECIPE_FAMILY_GPTJ,
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
+    RECIPE_FAMILY_T5,
 } recipe_family;
 
 typedef struct recipe_model {
@@ -38,6 +40,7 @@ typedef struct recipe_model {
     nn_gptj gptj;
     nn_openai openai;
     nn_ctrl ctrl;
+    nn_t5 t5;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
