@@ -14,6 +14,8 @@
 #include "gptj.h"
 #include "openai.h"
 #include "ctrl.h"
+#include "bart.h"
+#include "m2m100.h"
 #include "nn.h"
 
 typedef enum {
@@ -24,6 +26,7 @@ typedef enum {
     RECIPE_FAMILY_GPTJ,
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
+    RECIPE_FAMILY_BART, /* bart, m2m_100 */
 } recipe_family;
 
 typedef struct recipe_model {
@@ -38,6 +41,7 @@ typedef struct recipe_model {
     nn_gptj gptj;
     nn_openai openai;
     nn_ctrl ctrl;
+    nn_bart bart;       /* bart, m2m_100 */
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
