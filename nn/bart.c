@@ -354,7 +354,10 @@ ag_tensor *nn_bart_logits(ag_ctx *ctx, const nn_bart *m, ag_tensor *hidden) {
         return NULL;
     }
     ag_tensor *logits = ag_linear(ctx, hidden, m->lm_head_w, NULL, AG_LINEAR_OUT_IN); /* [...,V] */
-    return m->final_logits_bias ? ag_add(ctx, logits, m->final_logits_bias) : logits;  /* + [1,V] */
+    if (!m->final_logits_bias) return logits;
+    /* a buffer, so a constant on the tape: backward never reaches the registry's copy */
+    const ag_tensor *fb = m->final_logits_bias;
+    return ag_add(ctx, logits, ag_from(ctx, fb->data, fb->ndim, fb->shape, false)); /* + [1,V] */
 }
 
 /* hidden [B,T,C] -> [B,C]: each row's state at its last <eos> in ids [B,T].

@@ -23,8 +23,11 @@
  *
  * final_logits_bias [1,V] is a buffer in Hugging Face, not a parameter: it is
  * in state_dict() (so files hold it) but gets no gradient. Here it is declared
- * in the registry, so that it is loaded and saved by name, and marked
- * requires_grad = false, so that backward leaves its gradient at zero.
+ * in the registry, so that it is loaded and saved by name (and counted in
+ * ps.total: bart-base's BartForConditionalGeneration holds 139,420,416 + 50,265
+ * floats where num_parameters() says 139,420,416), marked requires_grad =
+ * false, and enters the forward as a constant copy, so that backward leaves
+ * its gradient at zero and AdamW's update of it is zero.
  * Layerdrop (encoder_layerdrop, decoder_layerdrop) is read but not applied:
  * every layer always runs.
  */
