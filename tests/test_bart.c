@@ -5,7 +5,8 @@
  * configs (different encoder and decoder widths and heads, scaled and
  * unscaled embeddings, gelu, gelu_new, relu) with random float32 weights and a
  * padded batch (M2M-100's row left-padded, so its positions must skip the
- * padding), made by gen_bart_fixtures.py: a hand transcription of
+ * padding; bart_cond_gen_dec gives decoder_input_ids, a padded
+ * decoder_attention_mask and an untied lm_head), made by gen_bart_fixtures.py: a hand transcription of
  * modeling_bart.py and modeling_m2m_100.py (transformers 4.31) in plain
  * PyTorch, float64. tapegrad must give each loss within 1e-5 relative and
  * every gradient within 1e-4. Also: parameter counts of bart-base,
@@ -124,6 +125,7 @@ static void check_loss_and_grads(const char *dir, const char *config, const char
 /* Each class against the hand-written PyTorch transcription. */
 static void test_classes_match_pytorch(void **state) {
     check_loss_and_grads(OWN "/bart_cond_gen", "config.json", NULL, "model.safetensors", 10);
+    check_loss_and_grads(OWN "/bart_cond_gen_dec", "config.json", NULL, "model.safetensors", 10);
     check_loss_and_grads(OWN "/bart_seqcls", "config.json", NULL, "model.safetensors", 2);
     check_loss_and_grads(OWN "/m2m100_cond_gen", "config.json", NULL, "model.safetensors", 10);
 }
