@@ -70,6 +70,35 @@ static ag_status declare_t5(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* BART and M2M-100: one network in two flavours (nn/bart.h). */
+static ag_status declare_bart(recipe_model *m, const char *type, const char *a) {
+    const bool m2m = strcmp(type, "m2m_100") == 0;
+    const char *family = m2m ? "M2M100" : "Bart";
+    static const struct { const char *suffix; nn_bart_head head; } classes[] = {
+        {"Model", NN_BART_MODEL},
+        {"ForConditionalGeneration", NN_BART_COND_GEN},
+        {"ForSequenceClassification", NN_BART_SEQ_CLS},
+    };
+    const size_t n = strlen(family);
+    int k = -1;
+    for (int i = 0; i < (m2m ? 2 : 3); ++i)
+        if (strncmp(a, family, n) == 0 && strcmp(a + n, classes[i].suffix) == 0) k = i;
+    if (k < 0)
+        return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a %s class tapegrad builds (%sModel, "
+                       "%sForConditionalGeneration%s)", m->cfg.path, a, type, family, family,
+                       m2m ? "" : ", BartForSequenceClassification");
+    m->family = RECIPE_FAMILY_BART;
+    nn_bart_config bc;
+    ag_status st;
+    if ((st = m2m ? nn_m2m100_config_read(&m->cfg, &bc) : nn_bart_config_read(&m->cfg, &bc)) ||
+        (st = nn_bart_declare(&m->ps, &m->bart, &bc, classes[k].head)))
+        return st;
+    const char *al[8][2];
+    m->n_aliases = nn_bart_aliases(&m->bart, al, 8);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -163,8 +192,9 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         return declare_bert(m, type, a);
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
     if (strcmp(type, "t5") == 0) return declare_t5(m, a);
-    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
-                   "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert and t5 are)", config_path, type);
+    if (strcmp(type, "bart") == 0 || strcmp(type, "m2m_100") == 0) return declare_bart(m, type, a);
+    return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (%s are)", config_path, type,
+                   RECIPE_MODEL_TYPES);
 }
 
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
@@ -193,6 +223,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
+    case RECIPE_FAMILY_BART: nn_bart_init_weights(&m->bart, seed); break;
     }
     return AG_OK;
 }
@@ -207,6 +238,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
+    case RECIPE_FAMILY_BART: nn_bart_free(&m->bart); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -259,6 +291,9 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
          * unless the batch gives them */
         return nn_t5_loss(ctx, &m->t5, ids, mask, labels, recipe_batch_get(b, "decoder_input_ids"),
                           recipe_batch_get(b, "decoder_attention_mask"), AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_BART:
+        return nn_bart_loss(ctx, &m->bart, ids, mask, recipe_batch_get(b, "decoder_input_ids"),
+                            recipe_batch_get(b, "decoder_attention_mask"), labels, tokens);
     }
     return NULL;
 }

@@ -15,6 +15,8 @@
 #include "openai.h"
 #include "ctrl.h"
 #include "t5.h"
+#include "bart.h"
+#include "m2m100.h"
 #include "nn.h"
 
 typedef enum {
@@ -26,7 +28,12 @@ typedef enum {
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
     RECIPE_FAMILY_T5,
+    RECIPE_FAMILY_BART, /* bart, m2m_100 */
 } recipe_family;
+
+/* Every model_type tapegrad builds, for messages. */
+#define RECIPE_MODEL_TYPES \
+    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, t5, bart, m2m_100"
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -41,6 +48,7 @@ typedef struct recipe_model {
     nn_openai openai;
     nn_ctrl ctrl;
     nn_t5 t5;
+    nn_bart bart;       /* bart, m2m_100 */
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
