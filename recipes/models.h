@@ -14,6 +14,8 @@
 #include "gptj.h"
 #include "openai.h"
 #include "ctrl.h"
+#include "albert.h"
+#include "electra.h"
 #include "nn.h"
 
 typedef enum {
@@ -24,6 +26,8 @@ typedef enum {
     RECIPE_FAMILY_GPTJ,
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
+    RECIPE_FAMILY_ALBERT,
+    RECIPE_FAMILY_ELECTRA,
 } recipe_family;
 
 typedef struct recipe_model {
@@ -38,6 +42,8 @@ typedef struct recipe_model {
     nn_gptj gptj;
     nn_openai openai;
     nn_ctrl ctrl;
+    nn_albert albert;
+    nn_electra electra;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
