@@ -99,6 +99,45 @@ static ag_status declare_bart(recipe_model *m, const char *type, const char *a) 
     return AG_OK;
 }
 
+/* ALBERT and ELECTRA: the class name picks the head. */
+static ag_status declare_albert(recipe_model *m, const char *a) {
+    nn_albert_head head;
+    if (strcmp(a, "AlbertModel") == 0) head = NN_ALBERT_MODEL;
+    else if (strcmp(a, "AlbertForMaskedLM") == 0) head = NN_ALBERT_MASKED_LM;
+    else if (strcmp(a, "AlbertForPreTraining") == 0) head = NN_ALBERT_PRETRAINING;
+    else if (strcmp(a, "AlbertForSequenceClassification") == 0) head = NN_ALBERT_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an ALBERT class tapegrad builds (AlbertModel, "
+                        "AlbertForMaskedLM, AlbertForPreTraining, AlbertForSequenceClassification)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_ALBERT;
+    nn_albert_config ac;
+    ag_status st;
+    if ((st = nn_albert_config_read(&m->cfg, &ac)) || (st = nn_albert_declare(&m->ps, &m->albert, &ac, head)))
+        return st;
+    const char *al[2][2];
+    m->n_aliases = nn_albert_aliases(&m->albert, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
+static ag_status declare_electra(recipe_model *m, const char *a) {
+    nn_electra_head head;
+    if (strcmp(a, "ElectraModel") == 0) head = NN_ELECTRA_MODEL;
+    else if (strcmp(a, "ElectraForPreTraining") == 0) head = NN_ELECTRA_PRETRAINING;
+    else if (strcmp(a, "ElectraForMaskedLM") == 0) head = NN_ELECTRA_MASKED_LM;
+    else if (strcmp(a, "ElectraForSequenceClassification") == 0) head = NN_ELECTRA_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an ELECTRA class tapegrad builds (ElectraModel, "
+                        "ElectraForPreTraining, ElectraForMaskedLM, ElectraForSequenceClassification)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_ELECTRA;
+    nn_electra_config ec;
+    ag_status st;
+    if ((st = nn_electra_config_read(&m->cfg, &ec)) || (st = nn_electra_declare(&m->ps, &m->electra, &ec, head)))
+        return st;
+    const char *al[1][2];
+    m->n_aliases = nn_electra_aliases(&m->electra, al, 1);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -193,6 +232,8 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
     if (strcmp(type, "t5") == 0) return declare_t5(m, a);
     if (strcmp(type, "bart") == 0 || strcmp(type, "m2m_100") == 0) return declare_bart(m, type, a);
+    if (strcmp(type, "albert") == 0) return declare_albert(m, a);
+    if (strcmp(type, "electra") == 0) return declare_electra(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (%s are)", config_path, type,
                    RECIPE_MODEL_TYPES);
 }
@@ -224,6 +265,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
     case RECIPE_FAMILY_BART: nn_bart_init_weights(&m->bart, seed); break;
+    case RECIPE_FAMILY_ALBERT: nn_albert_init_weights(&m->albert, seed); break;
+    case RECIPE_FAMILY_ELECTRA: nn_electra_init_weights(&m->electra, seed); break;
     }
     return AG_OK;
 }
@@ -239,6 +282,8 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
     case RECIPE_FAMILY_BART: nn_bart_free(&m->bart); break;
+    case RECIPE_FAMILY_ALBERT: nn_albert_free(&m->albert); break;
+    case RECIPE_FAMILY_ELECTRA: nn_electra_free(&m->electra); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -294,6 +339,11 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
     case RECIPE_FAMILY_BART:
         return nn_bart_loss(ctx, &m->bart, ids, mask, recipe_batch_get(b, "decoder_input_ids"),
                             recipe_batch_get(b, "decoder_attention_mask"), labels, tokens);
+    case RECIPE_FAMILY_ALBERT:
+        return nn_albert_loss(ctx, &m->albert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
+                              recipe_batch_get(b, "sentence_order_label"), tokens);
+    case RECIPE_FAMILY_ELECTRA:
+        return nn_electra_loss(ctx, &m->electra, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     }
     return NULL;
 }

@@ -17,6 +17,8 @@
 #include "t5.h"
 #include "bart.h"
 #include "m2m100.h"
+#include "albert.h"
+#include "electra.h"
 #include "nn.h"
 
 typedef enum {
@@ -29,11 +31,14 @@ typedef enum {
     RECIPE_FAMILY_CTRL,
     RECIPE_FAMILY_T5,
     RECIPE_FAMILY_BART, /* bart, m2m_100 */
+    RECIPE_FAMILY_ALBERT,
+    RECIPE_FAMILY_ELECTRA,
 } recipe_family;
 
 /* Every model_type tapegrad builds, for messages. */
 #define RECIPE_MODEL_TYPES \
-    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, t5, bart, m2m_100"
+    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, albert, electra, t5, bart, " \
+    "m2m_100"
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -49,6 +54,8 @@ typedef struct recipe_model {
     nn_ctrl ctrl;
     nn_t5 t5;
     nn_bart bart;       /* bart, m2m_100 */
+    nn_albert albert;
+    nn_electra electra;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
