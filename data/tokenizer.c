@@ -222,14 +222,19 @@ ag_status data_tokenizer_encode(data_tokenizer *t, const char *text, size_t len,
     if (bad < 0) return ag_fail(AG_ERR_MEMORY, "encode: out of memory");
     out->n_invalid += bad;
     ag_status st = AG_OK;
+    /* next[i]: where special token i next occurs at or after `at` (NULL: nowhere),
+     * searched again only once `at` has passed it, so many specials stay linear */
+    const char *next_small[16], **next = t->n_specials <= 16 ? next_small : malloc((size_t)t->n_specials * sizeof *next);
+    if (!next) { free(s); return ag_fail(AG_ERR_MEMORY, "encode: out of memory"); }
+    for (int32_t i = 0; i < t->n_specials; ++i) next[i] = strstr(s, t->tokens[t->specials[i]]);
     size_t at = 0;
     while (at < n && !st) {
         /* the earliest special token from here (longest first at equal positions) */
         const char *best = NULL;
         int32_t best_id = -1;
         for (int32_t i = 0; i < t->n_specials; ++i) {
-            const char *hit = strstr(s + at, t->tokens[t->specials[i]]);
-            if (hit && (!best || hit < best)) best = hit, best_id = t->specials[i];
+            if (next[i] && next[i] < s + at) next[i] = strstr(s + at, t->tokens[t->specials[i]]);
+            if (next[i] && (!best || next[i] < best)) best = next[i], best_id = t->specials[i];
         }
         size_t end = best ? (size_t)(best - s) : n;
         st = encode_piece(t, s + at, end - at, type_id, out);
@@ -239,6 +244,7 @@ ag_status data_tokenizer_encode(data_tokenizer *t, const char *text, size_t len,
         }
         at = end;
     }
+    if (next != next_small) free(next);
     free(s);
     return st;
 }
@@ -464,7 +470,9 @@ static ag_status load_json(data_tokenizer *t, const char *path) {
     if (wordpiece) {
         data_wordpiece_init(t);
         const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-        if (cJSON_IsObject(norm)) {
+        if (!cJSON_IsObject(norm)) { /* no normalizer: the text is split as it is */
+            t->lowercase = t->strip_accents = t->chinese_chars = t->clean_text = false;
+        } else {
             t->lowercase = json_bool(norm, "lowercase", true);
             t->strip_accents = json_bool(norm, "strip_accents", t->lowercase); /* null follows lowercase */
             t->chinese_chars = json_bool(norm, "handle_chinese_chars", true);
@@ -535,7 +543,8 @@ static ag_status load_json(data_tokenizer *t, const char *path) {
     if (cJSON_IsString(ptype)) {
         if (strcmp(ptype->valuestring, "BertProcessing") == 0) t->tpl = DATA_TPL_BERT;
         else if (strcmp(ptype->valuestring, "RobertaProcessing") == 0) t->tpl = DATA_TPL_ROBERTA;
-        else if (strcmp(ptype->valuestring, "TemplateProcessing") == 0) t->tpl = DATA_TPL_BERT; /* the BERT one */
+        else if (strcmp(ptype->valuestring, "TemplateProcessing") == 0) /* read as BERT's template when it has [CLS]/[SEP] */
+            t->tpl = t->cls_id >= 0 && t->sep_id >= 0 ? DATA_TPL_BERT : DATA_TPL_NONE;
         else t->tpl = DATA_TPL_NONE;
     } else if (bpe) {
         t->tpl = DATA_TPL_NONE;
