@@ -433,11 +433,17 @@ static bool json_bool(const cJSON *o, const char *key, bool dflt) {
 static ag_status load_json(data_tokenizer *t, const char *path) {
     char *text = read_file(path, NULL, "tokenizer");
     if (!text) return AG_ERR_IO;
-    cJSON *root = cJSON_Parse(text);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, false);
+    long where_bad = end ? (long)(end - text) : -1;
     free(text);
     ag_status st = AG_OK;
-    if (!root || !cJSON_IsObject(root)) {
-        st = ag_fail(AG_ERR_IO, "tokenizer %s: not valid JSON%s", path, root ? " (not an object)" : "");
+    if (!root) {
+        st = ag_fail(AG_ERR_IO, "tokenizer %s: not valid JSON (at byte %ld)", path, where_bad);
+        goto done;
+    }
+    if (!cJSON_IsObject(root)) {
+        st = ag_fail(AG_ERR_IO, "tokenizer %s: not valid JSON for a tokenizer (not an object)", path);
         goto done;
     }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
