@@ -19,7 +19,7 @@ for type in wordpiece bpe; do
   s=$(now); ./build/tapegrad tokenizer train --type $type --vocab-size "$V" --out "$W/$type.json" --input "$W/text.txt" 2>/dev/null; e=$(now)
   echo "train $type ($V tokens): $(echo "$e - $s" | bc -l | cut -c1-5) s, $(echo "$MB / ($e - $s)" | bc -l | cut -c1-5) MB/s"
   ./build/tapegrad tokenizer train --type $type --vocab-size "$V" --out "$W/$type-again.json" --input "$W/text.txt" >/dev/null 2>&1
-  cmp -s "$W/$type.json" "$W/$type-again.json" && echo "  deterministic: a second run wrote the same file" || { echo "  NOT deterministic"; exit 1; }
+  cmp -s "$W/$type.json" "$W/$type-again.json" && echo "  deterministic: a second run gave the same file" || { echo "  NOT deterministic"; exit 1; }
   s=$(now); ./build/tapegrad tokenizer encode --tokenizer "$W/$type.json" --input "$W/text.txt" > "$W/$type.ours"; e=$(now)
   echo "  encode: $(echo "$MB / ($e - $s)" | bc -l | cut -c1-5) MB/s (including loading)"
   node --input-type=module -e "
