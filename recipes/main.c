@@ -12,6 +12,7 @@
 #include "data.h"
 #include "models.h"
 #include "recipes.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -471,6 +472,116 @@ static int cmd_version(void) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- tokenizer */
+
+/* tapegrad tokenizer train|encode|decode: see usage(). encode prints each
+ * input line's ids (the line without its newline, no [CLS]/[SEP]) on one
+ * output line; decode reads such lines back to text. */
+static int cmd_tokenizer(int argc, char **argv) {
+    const char *sub = argc >= 3 ? argv[2] : "";
+    int ok = 1;
+    if (strcmp(sub, "train") == 0) {
+        argv[2] = "";
+        const char *type = opt(argc, argv, "--type");
+        const char *out = opt(argc, argv, "--out");
+        int vocab = opt_int(argc, argv, "--vocab-size", 0, &ok);
+        int min_freq = opt_int(argc, argv, "--min-frequency", 0, &ok);
+        bool cased = false;
+        for (int i = 3; i < argc; ++i)
+            if (strcmp(argv[i], "--cased") == 0) { cased = true; argv[i] = ""; }
+        /* every remaining argument after --input is an input file */
+        const char *inputs[4096];
+        int n = 0;
+        bool after_input = false;
+        for (int i = 3; i < argc && ok; ++i) {
+            if (!argv[i][0]) continue;
+            if (strcmp(argv[i], "--input") == 0) { after_input = true; continue; }
+            if (!after_input || n == 4096) { fprintf(stderr, "tapegrad tokenizer train: unexpected '%s'\n", argv[i]); return 2; }
+            inputs[n++] = argv[i];
+        }
+        if (!ok) return 2;
+        if (!type || !out || vocab <= 0 || n == 0 || (strcmp(type, "wordpiece") && strcmp(type, "bpe"))) {
+            fprintf(stderr, "usage: tapegrad tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json "
+                            "[--cased] [--min-frequency F] --input FILE...\n");
+            return 2;
+        }
+        data_train_opts o = {.kind = strcmp(type, "bpe") == 0 ? DATA_TOK_BPE : DATA_TOK_WORDPIECE,
+                             .vocab_size = vocab, .min_frequency = min_freq, .lowercase = !cased};
+        data_tokenizer t;
+        if (data_tokenizer_train(&t, inputs, n, o) || data_tokenizer_save(&t, out)) {
+            fprintf(stderr, "tapegrad tokenizer train: %s\n", ag_error());
+            return 1;
+        }
+        printf("wrote %s: %s, %d tokens\n", out, type, t.n_tokens);
+        data_tokenizer_free(&t);
+        return 0;
+    }
+    if (strcmp(sub, "encode") == 0 || strcmp(sub, "decode") == 0) {
+        bool enc = sub[0] == 'e';
+        argv[2] = "";
+        const char *path = opt(argc, argv, "--tokenizer");
+        const char *input = opt(argc, argv, "--input");
+        if (leftovers(argc, argv, 3)) return 2;
+        if (!path || !input) {
+            fprintf(stderr, "usage: tapegrad tokenizer %s --tokenizer PATH --input FILE\n", sub);
+            return 2;
+        }
+        data_tokenizer t;
+        if (data_tokenizer_load(&t, path)) { fprintf(stderr, "tapegrad tokenizer: %s\n", ag_error()); return 1; }
+        FILE *f = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
+        if (!f) {
+            fprintf(stderr, "tapegrad tokenizer %s: cannot open %s\n", sub, input);
+            data_tokenizer_free(&t);
+            return 1;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t k;
+        data_encoding e = {0};
+        int32_t *ids = NULL;
+        size_t ids_cap = 0;
+        int64_t n_invalid = 0;
+        int rc = 0;
+        while (rc == 0 && (k = getline(&line, &cap, f)) >= 0) {
+            if (k > 0 && line[k - 1] == '\n') line[--k] = 0;
+            if (enc) {
+                data_encoding_reset(&e);
+                if (data_tokenizer_encode(&t, line, (size_t)k, 0, &e)) { rc = 1; break; }
+                n_invalid += e.n_invalid;
+                for (int64_t i = 0; i < e.n; ++i) printf(i ? " %d" : "%d", e.ids[i]);
+                putchar('\n');
+            } else {
+                size_t n = 0;
+                for (char *p = line, *end; *p; p = end) {
+                    long v = strtol(p, &end, 10);
+                    if (end == p) { if (*p == ' ' || *p == '\t' || *p == '\r') { end = p + 1; continue; } rc = 2; break; }
+                    if (n == ids_cap) {
+                        ids_cap = ids_cap ? 2 * ids_cap : 256;
+                        int32_t *g = realloc(ids, ids_cap * sizeof *g);
+                        if (!g) { rc = 1; break; }
+                        ids = g;
+                    }
+                    ids[n++] = (int32_t)v;
+                }
+                if (rc == 2) { fprintf(stderr, "tapegrad tokenizer decode: %s: not a line of ids\n", input); break; }
+                char *text;
+                if (data_tokenizer_decode(&t, ids, (int64_t)n, false, &text)) { rc = 1; break; }
+                puts(text);
+                free(text);
+            }
+        }
+        if (rc == 1) fprintf(stderr, "tapegrad tokenizer %s: %s\n", sub, ag_error());
+        if (n_invalid) fprintf(stderr, "tapegrad tokenizer encode: %lld invalid UTF-8 bytes replaced by U+FFFD\n", (long long)n_invalid);
+        free(line), free(ids);
+        data_encoding_free(&e);
+        if (f != stdin) fclose(f);
+        data_tokenizer_free(&t);
+        return rc;
+    }
+    fprintf(stderr, "usage: tapegrad tokenizer train|encode|decode ... (see 'tapegrad help')\n");
+    return 2;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tapegrad <command> [options]\n\n"
@@ -489,6 +600,9 @@ static void usage(FILE *f) {
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
             "  convert IN OUT [--config config.json] [--arch CLASS]   model.safetensors <-> checkpoint .h5\n"
+            "  tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json [--cased] --input FILE...\n"
+            "  tokenizer encode|decode --tokenizer PATH --input FILE   one line of ids per line of text\n"
+            "                 PATH: tokenizer.json, or a folder with vocab.txt or vocab.json + merges.txt\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");
@@ -511,6 +625,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
     fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);

@@ -5,7 +5,7 @@
 # needed only to regenerate test fixtures and to run the benchmark, never to
 # build or test.
 set -euo pipefail
-PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp libhdf5-dev zlib1g-dev libcmocka-dev libcjson-dev libutf8proc-dev $*"
+PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp libhdf5-dev zlib1g-dev libcmocka-dev libcjson-dev libutf8proc-dev libpcre2-dev $*"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
