@@ -32,22 +32,8 @@ typedef struct recipe_train_opts {
  * data, a non-finite loss, a failed save. */
 ag_status recipe_train_clm(const recipe_train_opts *o);
 
-/* ---------------------------------------------------------------- generation */
-
-typedef struct recipe_generate_opts {
-    const char *checkpoint; /* a run folder holding ckpt.h5 */
-    const char *prompt;
-    int max_new;
-    bool greedy;
-    float temperature;
-    int top_k;
-    float top_p;
-    uint64_t seed;
-} recipe_generate_opts;
-
-/* Samples up to max_new bytes after the prompt and writes prompt and sample to
- * `out`. Errors: a missing or damaged checkpoint. */
-ag_status recipe_generate(const recipe_generate_opts *o, FILE *out);
+/* ---------------------------------------------------------------- generation
+ * recipe_generate and its options live in generate.h. */
 
 /* ---------------------------------------------------------------- plot */
 

@@ -21,7 +21,6 @@
 #include "gpt2.h"
 #include "models.h"
 #include "optim.h"
-#include "sample.h"
 
 #include <errno.h>
 #include <math.h>
@@ -274,73 +273,5 @@ done:
     nn_gpt2_free(&m);
     ag_params_free(&ps);
     nn_config_free(&cfg);
-    return st;
-}
-
-/* ---------------------------------------------------------------- generation */
-
-ag_status recipe_generate(const recipe_generate_opts *o, FILE *out) {
-    ag_status st;
-    recipe_model rm = {0};
-    ag_params_init(&rm.ps);
-    ckpt_state cs = {0};
-    ag_ctx *ctx = NULL;
-    int32_t *ids = NULL;
-    int *scratch = NULL;
-    float *logits = NULL;
-    char ckpt_path[1024];
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->checkpoint);
-    if ((st = ckpt_read_state(ckpt_path, &cs))) goto done;
-    if (!cs.config) { st = ag_fail(AG_ERR_IO, "checkpoint %s: no /config attribute", ckpt_path); goto done; }
-    if ((st = recipe_model_declare_text(&rm, cs.config, ckpt_path, NULL)) || (st = ag_params_finalize(&rm.ps)) ||
-        (st = ckpt_load_params(ckpt_path, &rm.ps)))
-        goto done;
-    if (rm.family != RECIPE_FAMILY_GPT2 || !rm.gpt2.lm_head) {
-        st = ag_fail(AG_ERR_ARG, "generate: %s has no LM head to sample from", rm.arch);
-        goto done;
-    }
-    const nn_gpt2 m = rm.gpt2;
-    const nn_gpt2_config gc = m.cfg;
-    const int P = gc.n_positions, V = gc.vocab_size;
-    size_t plen = strlen(o->prompt);
-    int total = (int)plen + o->max_new;
-    ids = malloc((size_t)(total + 1) * sizeof(int32_t));
-    scratch = malloc((size_t)V * sizeof(int));
-    logits = malloc((size_t)V * sizeof(float));
-    ctx = ag_ctx_create(0);
-    if (!ids || !scratch || !logits || !ctx) { st = ag_fail(AG_ERR_MEMORY, "generate: out of memory"); goto done; }
-    /* byte-level tokens: the prompt's bytes, or end-of-text to start from nothing */
-    int n = 0;
-    if (plen == 0) ids[n++] = DATA_BYTE_EOT;
-    for (size_t i = 0; i < plen; ++i) ids[n++] = (unsigned char)o->prompt[i];
-    fputs(o->prompt, out);
-    recipe_sampling s = {.greedy = o->greedy, .temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p,
-                         .seed = o->seed};
-    ag_ctx_train(ctx, false);
-    for (int k = 0; k < o->max_new; ++k) {
-        /* no key/value cache yet: each token re-runs the last P tokens */
-        int start = n > P ? n - P : 0, T = n - start;
-        ag_ctx_reset(ctx);
-        ag_no_grad_begin(ctx);
-        ag_ints ii = ag_ints_wrap(ids + start, 2, AG_SHAPE(1, T));
-        ag_tensor *h = nn_gpt2_forward(ctx, &m, &ii, NULL, 0);
-        ag_tensor *lg = nn_gpt2_logits(ctx, &m, ag_slice(ctx, h, 1, T - 1, 1)); /* [1,1,V] */
-        ag_no_grad_end(ctx);
-        if (!lg) { st = ag_error_status(); goto done; }
-        memcpy(logits, lg->data, (size_t)V * sizeof(float));
-        int next = recipe_sample(&s, logits, V, scratch);
-        if (next == DATA_BYTE_EOT || next > 255) break;
-        ids[n++] = next;
-        fputc(next, out);
-        fflush(out);
-    }
-    fputc('\n', out);
-done:
-    free(ids);
-    free(scratch);
-    free(logits);
-    ag_ctx_free(ctx);
-    ckpt_state_free(&cs);
-    recipe_model_free(&rm);
     return st;
 }
