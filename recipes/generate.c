@@ -379,7 +379,7 @@ ag_status recipe_generate_ids(ag_ctx *ctx, const recipe_model *m, const recipe_g
     nn_kv_cache *c = g->use_cache ? &cache : NULL;
     const bool was_training = ctx->training;
     ag_ctx_train(ctx, false);
-    if (g->num_beams > 1) {
+    if (g->num_beams > 1 || (g->force_beam_search && !g->do_sample)) {
         st = beam_search(ctx, m, g, d.vocab_size, max_length, out, n_out, score, c);
         for (int i = n_prompt; on_token && st == AG_OK && i < *n_out; ++i) on_token(out[i], arg);
     } else {

@@ -67,6 +67,8 @@ typedef struct recipe_gen_config {
     float length_penalty;      /* beam score = sum of log-probs / length^length_penalty */
     recipe_early_stop early_stopping;
     bool use_cache;
+    bool force_beam_search;    /* run the beam scorer even with num_beams 1 (HF runs greedy search then;
+                                * tests show the two agree) */
 } recipe_gen_config;
 
 /* HF's defaults: greedy, temperature 1, top_k 50 when sampling (0 here:

@@ -70,19 +70,31 @@ void recipe_top_k(float *logits, int V, int k, int *idx) {
         if (logits[i] < kth) logits[i] = -INFINITY;
 }
 
+/* indices sorted by logit, smallest first, ties by the smaller index (the
+ * order torch.sort gives Hugging Face's top-p, which decides which of tied
+ * tokens at the boundary goes) */
+static int by_logit_asc(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    float x = cmp_logits[i], y = cmp_logits[j];
+    if (x != y) return (x > y) - (x < y);
+    return (i > j) - (i < j);
+}
+
 void recipe_top_p(float *logits, int V, float p, int *idx) {
     if (p >= 1.0f) return;
-    sort_desc(logits, V, idx);
+    for (int i = 0; i < V; ++i) idx[i] = i;
+    cmp_logits = logits;
+    qsort(idx, (size_t)V, sizeof *idx, by_logit_asc);
     /* softmax over the (possibly already filtered) logits */
-    const double max = logits[idx[0]];
+    const double max = logits[idx[V - 1]];
     double z = 0;
     for (int i = 0; i < V; ++i) z += exp((double)logits[i] - max);
-    /* ascending: from the least probable up; idx[0], the most probable, stays */
+    /* from the least probable up; idx[V-1], the most probable, always stays */
     double cum = 0;
-    for (int r = V - 1; r >= 1; --r) {
+    for (int r = 0; r < V - 1; ++r) {
         cum += exp((double)logits[idx[r]] - max) / z;
-        if (cum <= 1.0 - (double)p) logits[idx[r]] = -INFINITY;
-        else break; /* cum only grows from here */
+        if (cum > 1.0 - (double)p) break; /* cum only grows from here */
+        logits[idx[r]] = -INFINITY;
     }
 }
 
