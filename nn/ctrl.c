@@ -159,3 +159,29 @@ ag_tensor *nn_ctrl_lm_loss(ag_ctx *ctx, const nn_ctrl *m, const ag_ints *ids, co
     ag_tensor *h = nn_ctrl_forward(ctx, m, ids, attention_mask, 0);
     return nn_causal_lm_loss(ctx, "ctrl", h, m->w.w, m->lm_head_b, labels, reduction, n_tokens);
 }
+
+/* nn_ctrl_forward over the T new positions, keys and values from the cache. */
+ag_tensor *nn_ctrl_forward_cached(ag_ctx *ctx, const nn_ctrl *m, const ag_ints *ids, nn_kv_cache *cache) {
+    const int C = m->cfg.n_embd, NH = m->cfg.n_head;
+    if (nn_kv_cache_check(cache, "ctrl", ids, m->cfg.n_layer, NH, C / NH) ||
+        nn_causal_lm_check("ctrl", ids, NULL, cache->len, m->cfg.n_positions))
+        return NULL;
+    const int64_t T = ids->shape[1];
+    ag_tensor *pos = ag_new(ctx, 2, AG_SHAPE(T, C), false); /* [T,C] positions len .. len+T-1 */
+    if (!pos) return NULL;
+    for (int64_t t = 0; t < T; ++t) nn_ctrl_position_row(pos->data + t * C, cache->len + t, C);
+    ag_tensor *h = ag_scale(ctx, nn_embedding_forward(ctx, &m->w, ids), sqrtf((float)C)); /* [B,T,C] */
+    h = ag_dropout(ctx, ag_add(ctx, h, pos), m->cfg.embd_pdrop);
+    const ag_attn_opts opts = {.causal = true};
+    for (int l = 0; l < m->cfg.n_layer; ++l) {
+        const nn_ctrl_block *b = &m->h[l];
+        ag_tensor *a = nn_mha_forward_cached(ctx, &b->mha, nn_norm_forward(ctx, &b->layernorm1, h), cache, l, &opts);
+        h = ag_add(ctx, h, ag_dropout(ctx, a, m->cfg.resid_pdrop));
+        ag_tensor *f = nn_linear_forward(ctx, &b->ffn0, nn_norm_forward(ctx, &b->layernorm2, h));
+        f = nn_linear_forward(ctx, &b->ffn2, ag_relu(ctx, f));
+        h = ag_add(ctx, h, ag_dropout(ctx, f, m->cfg.resid_pdrop));
+    }
+    h = nn_norm_forward(ctx, &m->layernorm, h);
+    if (h) nn_kv_cache_advance(cache, T);
+    return h;
+}

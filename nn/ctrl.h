@@ -11,6 +11,7 @@
 #ifndef TAPEGRAD_NN_CTRL_H
 #define TAPEGRAD_NN_CTRL_H
 
+#include "kv_cache.h"
 #include "nn.h"
 
 typedef struct nn_ctrl_config {
@@ -62,5 +63,9 @@ ag_tensor *nn_ctrl_forward(ag_ctx *ctx, const nn_ctrl *m, const ag_ints *ids, co
 /* CTRLLMHeadModel's loss (see nn_causal_lm_loss); NULL for CTRLModel. */
 ag_tensor *nn_ctrl_lm_loss(ag_ctx *ctx, const nn_ctrl *m, const ag_ints *ids, const ag_ints *attention_mask,
                            const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens);
+
+/* nn_ctrl_forward over ids [B,T] that follow the cache's len positions
+ * (see nn_gpt2_forward_cached). Returns [B,T,C] of the new positions, or NULL. */
+ag_tensor *nn_ctrl_forward_cached(ag_ctx *ctx, const nn_ctrl *m, const ag_ints *ids, nn_kv_cache *cache);
 
 #endif

@@ -14,6 +14,8 @@
  */
 #include "gpt2.h"
 
+#include "causal_lm.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,4 +212,33 @@ ag_tensor *nn_gpt2_lm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, co
         }
     if (n_tokens) *n_tokens = count;
     return ag_cross_entropy(ctx, logits, shifted, 0.0f, reduction);
+}
+
+/* The same blocks as nn_gpt2_forward, over the T new positions only: each
+ * layer's attention appends its keys and values to the cache and attends over
+ * every position so far. */
+ag_tensor *nn_gpt2_forward_cached(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, nn_kv_cache *cache) {
+    const int NH = m->cfg.n_head, D = m->cfg.n_embd / NH;
+    if (nn_kv_cache_check(cache, "gpt2", ids, m->cfg.n_layer, NH, D) ||
+        nn_causal_lm_check("gpt2", ids, NULL, cache->len, m->cfg.n_positions))
+        return NULL;
+    const int64_t T = ids->shape[1];
+    ag_tensor *h = ag_add(ctx, nn_embedding_forward(ctx, &m->wte, ids),                                     /* [B,T,C] */
+                          nn_embedding_forward(ctx, &m->wpe, nn_causal_lm_positions(ctx, T, cache->len))); /* [T,C] */
+    h = ag_dropout(ctx, h, m->cfg.embd_pdrop);
+    ag_attn_opts opts = {.causal = true};
+    const float base_scale = 1.0f / sqrtf((float)D);
+    for (int l = 0; l < m->cfg.n_layer; ++l) {
+        const nn_gpt2_block *b = &m->h[l];
+        if (m->cfg.scale_attn_by_inverse_layer_idx)
+            opts.scale = (m->cfg.scale_attn_weights ? base_scale : 1.0f) / (float)(l + 1);
+        ag_tensor *a = nn_mha_forward_cached(ctx, &b->attn, nn_norm_forward(ctx, &b->ln_1, h), cache, l, &opts);
+        h = ag_add(ctx, h, ag_dropout(ctx, a, m->cfg.resid_pdrop));
+        ag_tensor *f = nn_linear_forward(ctx, &b->c_fc, nn_norm_forward(ctx, &b->ln_2, h));
+        f = nn_linear_forward(ctx, &b->c_proj, nn_act_forward(ctx, m->cfg.act, f));
+        h = ag_add(ctx, h, ag_dropout(ctx, f, m->cfg.resid_pdrop));
+    }
+    h = nn_norm_forward(ctx, &m->ln_f, h);
+    if (h) nn_kv_cache_advance(cache, T);
+    return h;
 }

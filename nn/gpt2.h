@@ -8,6 +8,7 @@
 #ifndef TAPEGRAD_NN_GPT2_H
 #define TAPEGRAD_NN_GPT2_H
 
+#include "kv_cache.h"
 #include "nn.h"
 
 typedef struct nn_gpt2_config {
@@ -64,5 +65,14 @@ ag_tensor *nn_gpt2_logits(ag_ctx *ctx, const nn_gpt2 *m, ag_tensor *hidden);
  * AG_REDUCE_SUM, for gradient accumulation). *n_tokens receives the count. */
 ag_tensor *nn_gpt2_lm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, const ag_ints *attention_mask,
                            const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens);
+
+/* The forward over ids [B,T] that follow the cache's len positions (no
+ * padding mask): keys and values of every layer are appended to `cache`, its
+ * len advances by T, positions are len .. len+T-1. Run it under a no-grad
+ * scope. Returns the final hidden states [B,T,C] of the new positions: what
+ * nn_gpt2_forward gives for the last T positions of the whole sequence.
+ * Errors: a cache made for another model, a full cache, positions beyond
+ * n_positions. */
+ag_tensor *nn_gpt2_forward_cached(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, nn_kv_cache *cache);
 
 #endif

@@ -247,3 +247,27 @@ ag_tensor *nn_gpt_neo_lm_loss(ag_ctx *ctx, const nn_gpt_neo *m, const ag_ints *i
     ag_tensor *h = nn_gpt_neo_forward(ctx, m, ids, attention_mask);
     return nn_causal_lm_loss(ctx, "gpt_neo", h, m->lm_head_w, NULL, labels, reduction, n_tokens);
 }
+
+/* nn_gpt_neo_forward over the T new positions, keys and values from the cache. */
+ag_tensor *nn_gpt_neo_forward_cached(ag_ctx *ctx, const nn_gpt_neo *m, const ag_ints *ids, nn_kv_cache *cache) {
+    const int NH = m->cfg.num_heads, D = m->cfg.hidden_size / NH;
+    if (nn_kv_cache_check(cache, "gpt_neo", ids, m->cfg.num_layers, NH, D) ||
+        nn_causal_lm_check("gpt_neo", ids, NULL, cache->len, m->cfg.max_position_embeddings))
+        return NULL;
+    const int64_t T = ids->shape[1];
+    ag_tensor *h = ag_add(ctx, nn_embedding_forward(ctx, &m->wte, ids),                                     /* [B,T,C] */
+                          nn_embedding_forward(ctx, &m->wpe, nn_causal_lm_positions(ctx, T, cache->len))); /* [T,C] */
+    h = ag_dropout(ctx, h, m->cfg.embed_dropout);
+    for (int l = 0; l < m->cfg.num_layers; ++l) {
+        const nn_gpt_neo_block *b = &m->h[l];
+        ag_attn_opts opts = {.causal = true, .window = m->cfg.local[l] ? m->cfg.window_size : 0};
+        ag_tensor *a = nn_mha_forward_cached(ctx, &b->attn, nn_norm_forward(ctx, &b->ln_1, h), cache, l, &opts);
+        h = ag_add(ctx, h, ag_dropout(ctx, a, m->cfg.resid_dropout));
+        ag_tensor *f = nn_linear_forward(ctx, &b->c_fc, nn_norm_forward(ctx, &b->ln_2, h));
+        f = nn_linear_forward(ctx, &b->c_proj, nn_act_forward(ctx, m->cfg.act, f));
+        h = ag_add(ctx, h, ag_dropout(ctx, f, m->cfg.resid_dropout));
+    }
+    h = nn_norm_forward(ctx, &m->ln_f, h);
+    if (h) nn_kv_cache_advance(cache, T);
+    return h;
+}

@@ -12,6 +12,7 @@
 #ifndef TAPEGRAD_NN_GPT_NEO_H
 #define TAPEGRAD_NN_GPT_NEO_H
 
+#include "kv_cache.h"
 #include "nn.h"
 
 typedef struct nn_gpt_neo_config {
@@ -69,5 +70,10 @@ ag_tensor *nn_gpt_neo_forward(ag_ctx *ctx, const nn_gpt_neo *m, const ag_ints *i
 /* GPTNeoForCausalLM's loss (see nn_causal_lm_loss); NULL for GPTNeoModel. */
 ag_tensor *nn_gpt_neo_lm_loss(ag_ctx *ctx, const nn_gpt_neo *m, const ag_ints *ids, const ag_ints *attention_mask,
                               const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens);
+
+/* nn_gpt_neo_forward over ids [B,T] that follow the cache's len positions
+ * (see nn_gpt2_forward_cached; local layers keep their window). Returns the
+ * hidden states [B,T,C] of the new positions, or NULL. */
+ag_tensor *nn_gpt_neo_forward_cached(ag_ctx *ctx, const nn_gpt_neo *m, const ag_ints *ids, nn_kv_cache *cache);
 
 #endif

@@ -177,3 +177,36 @@ ag_tensor *nn_gptj_lm_loss(ag_ctx *ctx, const nn_gptj *m, const ag_ints *ids, co
     ag_tensor *h = nn_gptj_forward(ctx, m, ids, attention_mask, 0);
     return nn_causal_lm_loss(ctx, "gptj", h, m->lm_head_w, m->lm_head_b, labels, reduction, n_tokens);
 }
+
+/* nn_gptj_forward over the T new positions: q and k are rotated at positions
+ * len .. len+T-1 before k joins the cache, so the cache holds rotated keys. */
+ag_tensor *nn_gptj_forward_cached(ag_ctx *ctx, const nn_gptj *m, const ag_ints *ids, nn_kv_cache *cache) {
+    const int NH = m->cfg.n_head, D = m->cfg.n_embd / NH, R = m->cfg.rotary_dim;
+    if (nn_kv_cache_check(cache, "gptj", ids, m->cfg.n_layer, NH, D) ||
+        nn_causal_lm_check("gptj", ids, NULL, cache->len, m->cfg.n_positions))
+        return NULL;
+    const int64_t T = ids->shape[1], pos_offset = cache->len;
+    ag_tensor *h = ag_dropout(ctx, nn_embedding_forward(ctx, &m->wte, ids), m->cfg.embd_pdrop); /* [B,T,C] */
+    for (int l = 0; l < m->cfg.n_layer; ++l) {
+        const nn_gptj_block *b = &m->h[l];
+        const nn_mha *at = &b->attn;
+        ag_tensor *x = nn_norm_forward(ctx, &b->ln_1, h);
+        ag_tensor *q = nn_split_heads(ctx, nn_linear_forward(ctx, &at->q, x), NH); /* [B,NH,T,D] */
+        ag_tensor *k = nn_split_heads(ctx, nn_linear_forward(ctx, &at->k, x), NH);
+        ag_tensor *v = nn_split_heads(ctx, nn_linear_forward(ctx, &at->v, x), NH);
+        if (R > 0) {
+            q = ag_rope(ctx, q, R, pos_offset, 10000.0f, true);
+            k = ag_rope(ctx, k, R, pos_offset, 10000.0f, true);
+        }
+        ag_attn_opts opts = {.causal = true, .dropout = at->attn_dropout};
+        ag_tensor *a = nn_kv_cache_attend(ctx, cache, l, q, k, v, &opts); /* [B,NH,T,D] */
+        a = ag_dropout(ctx, nn_linear_forward(ctx, &at->o, nn_merge_heads(ctx, a)), m->cfg.resid_pdrop);
+        ag_tensor *f = nn_linear_forward(ctx, &b->fc_out, nn_act_forward(ctx, m->cfg.act,
+                                                                           nn_linear_forward(ctx, &b->fc_in, x)));
+        f = ag_dropout(ctx, f, m->cfg.resid_pdrop);
+        h = ag_add(ctx, ag_add(ctx, a, f), h);
+    }
+    h = nn_norm_forward(ctx, &m->ln_f, h);
+    if (h) nn_kv_cache_advance(cache, T);
+    return h;
+}

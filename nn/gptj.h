@@ -12,6 +12,7 @@
 #ifndef TAPEGRAD_NN_GPTJ_H
 #define TAPEGRAD_NN_GPTJ_H
 
+#include "kv_cache.h"
 #include "nn.h"
 
 typedef struct nn_gptj_config {
@@ -65,5 +66,10 @@ ag_tensor *nn_gptj_forward(ag_ctx *ctx, const nn_gptj *m, const ag_ints *ids, co
 /* GPTJForCausalLM's loss (see nn_causal_lm_loss); NULL for GPTJModel. */
 ag_tensor *nn_gptj_lm_loss(ag_ctx *ctx, const nn_gptj *m, const ag_ints *ids, const ag_ints *attention_mask,
                            const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens);
+
+/* nn_gptj_forward over ids [B,T] that follow the cache's len positions: the
+ * rotary angles of q and k start at len, and the cache holds the rotated keys
+ * (see nn_gpt2_forward_cached). Returns [B,T,C] of the new positions, or NULL. */
+ag_tensor *nn_gptj_forward_cached(ag_ctx *ctx, const nn_gptj *m, const ag_ints *ids, nn_kv_cache *cache);
 
 #endif

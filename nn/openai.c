@@ -143,3 +143,26 @@ ag_tensor *nn_openai_lm_loss(ag_ctx *ctx, const nn_openai *m, const ag_ints *ids
     ag_tensor *h = nn_openai_forward(ctx, m, ids, attention_mask);
     return nn_causal_lm_loss(ctx, "openai-gpt", h, m->tokens_embed.w, NULL, labels, reduction, n_tokens);
 }
+
+/* nn_openai_forward over the T new positions, keys and values from the cache. */
+ag_tensor *nn_openai_forward_cached(ag_ctx *ctx, const nn_openai *m, const ag_ints *ids, nn_kv_cache *cache) {
+    const int NH = m->cfg.n_head, D = m->cfg.n_embd / NH;
+    if (nn_kv_cache_check(cache, "openai-gpt", ids, m->cfg.n_layer, NH, D) ||
+        nn_causal_lm_check("openai-gpt", ids, NULL, cache->len, m->cfg.n_positions))
+        return NULL;
+    const int64_t T = ids->shape[1];
+    ag_tensor *h = ag_add(ctx, nn_embedding_forward(ctx, &m->tokens_embed, ids), /* [B,T,C] */
+                          nn_embedding_forward(ctx, &m->positions_embed, nn_causal_lm_positions(ctx, T, cache->len)));
+    h = ag_dropout(ctx, h, m->cfg.embd_pdrop);
+    const ag_attn_opts opts = {.causal = true};
+    for (int l = 0; l < m->cfg.n_layer; ++l) {
+        const nn_openai_block *b = &m->h[l];
+        ag_tensor *a = ag_dropout(ctx, nn_mha_forward_cached(ctx, &b->attn, h, cache, l, &opts), m->cfg.resid_pdrop);
+        ag_tensor *n = nn_norm_forward(ctx, &b->ln_1, ag_add(ctx, h, a));
+        ag_tensor *f = nn_linear_forward(ctx, &b->c_proj,
+                                         nn_act_forward(ctx, m->cfg.act, nn_linear_forward(ctx, &b->c_fc, n)));
+        h = nn_norm_forward(ctx, &b->ln_2, ag_add(ctx, n, ag_dropout(ctx, f, m->cfg.resid_pdrop)));
+    }
+    if (h) nn_kv_cache_advance(cache, T);
+    return h;
+}

@@ -12,6 +12,7 @@
 #ifndef TAPEGRAD_NN_OPENAI_H
 #define TAPEGRAD_NN_OPENAI_H
 
+#include "kv_cache.h"
 #include "nn.h"
 
 typedef struct nn_openai_config {
@@ -57,5 +58,9 @@ ag_tensor *nn_openai_forward(ag_ctx *ctx, const nn_openai *m, const ag_ints *ids
 /* OpenAIGPTLMHeadModel's loss (see nn_causal_lm_loss); NULL for OpenAIGPTModel. */
 ag_tensor *nn_openai_lm_loss(ag_ctx *ctx, const nn_openai *m, const ag_ints *ids, const ag_ints *attention_mask,
                              const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens);
+
+/* nn_openai_forward over ids [B,T] that follow the cache's len positions
+ * (see nn_gpt2_forward_cached). Returns [B,T,C] of the new positions, or NULL. */
+ag_tensor *nn_openai_forward_cached(ag_ctx *ctx, const nn_openai *m, const ag_ints *ids, nn_kv_cache *cache);
 
 #endif

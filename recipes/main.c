@@ -10,6 +10,7 @@
 #include "ag.h"
 #include "ckpt.h"
 #include "data.h"
+#include "generate.h"
 #include "models.h"
 #include "recipes.h"
 #include "tokenizer.h"
@@ -415,25 +416,53 @@ static int cmd_pretrain(int argc, char **argv) {
     return 0;
 }
 
+/* `tapegrad generate`: decoding options as Hugging Face's generate() names
+ * them; --bench times the same generation with and without the cache. */
 static int cmd_generate(int argc, char **argv) {
     int ok = 1;
     recipe_generate_opts o = {
         .checkpoint = opt(argc, argv, "--checkpoint"),
+        .config_path = opt(argc, argv, "--config"),
         .prompt = opt(argc, argv, "--prompt"),
-        .max_new = opt_int(argc, argv, "--max-new", 200, &ok),
-        .temperature = (float)opt_num(argc, argv, "--temperature", 0.8, &ok),
-        .top_k = opt_int(argc, argv, "--top-k", 0, &ok),
-        .top_p = (float)opt_num(argc, argv, "--top-p", 1.0, &ok),
-        .seed = (uint64_t)opt_int(argc, argv, "--seed", 0, &ok),
+        .gen = recipe_gen_defaults(),
     };
+    recipe_gen_config *g = &o.gen;
+    g->max_new_tokens = opt_int(argc, argv, "--max-new", 200, &ok);
+    g->temperature = (float)opt_num(argc, argv, "--temperature", 0.8, &ok);
+    g->top_k = opt_int(argc, argv, "--top-k", 0, &ok);
+    g->top_p = (float)opt_num(argc, argv, "--top-p", 1.0, &ok);
+    g->repetition_penalty = (float)opt_num(argc, argv, "--repetition-penalty", 1.0, &ok);
+    g->seed = (uint64_t)opt_int(argc, argv, "--seed", 0, &ok);
+    g->num_beams = opt_int(argc, argv, "--num-beams", 1, &ok);
+    g->length_penalty = (float)opt_num(argc, argv, "--length-penalty", 1.0, &ok);
+    g->eos_token_id = opt_int(argc, argv, "--eos", -2, &ok); /* -2: the config's; -1: none */
+    g->forced_bos_token_id = opt_int(argc, argv, "--forced-bos", -1, &ok);
+    const char *early = opt(argc, argv, "--early-stopping");
     int threads = opt_int(argc, argv, "--threads", 0, &ok);
-    for (int i = 2; i < argc; ++i)
-        if (strcmp(argv[i], "--greedy") == 0) { o.greedy = true; argv[i] = ""; }
+    bool greedy = false;
+    for (int i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--greedy") == 0) { greedy = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--no-cache") == 0) { g->use_cache = false; argv[i] = ""; }
+        else if (strcmp(argv[i], "--bench") == 0) { o.bench = true; argv[i] = ""; }
+    }
     if (!ok || leftovers(argc, argv, 2)) return 2;
-    if (!o.checkpoint) { fprintf(stderr, "usage: tapegrad generate --checkpoint RUN [--prompt TEXT] [options]\n"); return 2; }
-    if (!o.prompt) o.prompt = "";
-    if (o.max_new < 0 || o.temperature <= 0 || o.top_k < 0 || o.top_p <= 0 || o.top_p > 1) {
-        fprintf(stderr, "tapegrad generate: --max-new >= 0, --temperature > 0, --top-k >= 0, 0 < --top-p <= 1\n");
+    if (!o.checkpoint && !o.config_path) {
+        fprintf(stderr, "usage: tapegrad generate --checkpoint RUN [--prompt TEXT] [options]\n"
+                        "       tapegrad generate --bench --config model.json [--max-new 256] [options]\n");
+        return 2;
+    }
+    /* sampling unless --greedy or beam search, as before */
+    g->do_sample = !greedy && g->num_beams == 1;
+    if (early) {
+        if (strcmp(early, "true") == 0) g->early_stopping = RECIPE_EARLY_STOP_TRUE;
+        else if (strcmp(early, "false") == 0) g->early_stopping = RECIPE_EARLY_STOP_FALSE;
+        else if (strcmp(early, "never") == 0) g->early_stopping = RECIPE_EARLY_STOP_NEVER;
+        else { fprintf(stderr, "tapegrad generate: --early-stopping is true, false or never\n"); return 2; }
+    }
+    if (g->max_new_tokens < 0 || g->temperature <= 0 || g->top_k < 0 || g->top_p <= 0 || g->top_p > 1 ||
+        g->num_beams < 1 || g->repetition_penalty <= 0) {
+        fprintf(stderr, "tapegrad generate: --max-new >= 0, --temperature > 0, --top-k >= 0, 0 < --top-p <= 1, "
+                        "--num-beams >= 1, --repetition-penalty > 0\n");
         return 2;
     }
     ag_set_threads(threads);
@@ -594,7 +623,9 @@ static void usage(FILE *f) {
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
-            "           --greedy --seed S]\n"
+            "           --greedy --seed S --repetition-penalty R --num-beams N --length-penalty L\n"
+            "           --early-stopping true|false|never --eos ID --forced-bos ID --no-cache]\n"
+            "  generate --bench --config model.json [--max-new 256 ...]   tokens/s with and without the kv cache\n"
             "  plot RUN [--out loss.svg]   the run's training and held-out loss curves\n"
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"

@@ -11,7 +11,7 @@
 /* ---------------------------------------------------------------- pretraining */
 
 typedef struct recipe_train_opts {
-    const char *config_path; /* a Hugging Face config.json (GPT-2) */
+    const char *config_path; /* a Hugging Face config.json of any decoder family with an LM head */
     const char *data_dir;    /* train.bin and val.bin from `tapegrad prepare` */
     const char *out_dir;     /* ckpt.h5 and metrics.jsonl go here */
     int steps, batch, seq, grad_accum;
@@ -25,29 +25,16 @@ typedef struct recipe_train_opts {
     int stop_at;             /* > 0: stop (and save) after this step, as if interrupted */
 } recipe_train_opts;
 
-/* Causal-LM pretraining of GPT-2 on byte-level shards. Prints one progress line
+/* Causal-LM pretraining of a decoder (GPT-2, GPT-Neo, GPT-J, OpenAI GPT, CTRL:
+ * the config's architectures[0]) on byte-level shards. Prints one progress line
  * per log step, appends every logged step to out_dir/metrics.jsonl, evaluates
  * on the held-out split, checkpoints every save_every steps and at the end,
  * and on Ctrl-C saves and returns. Errors: bad options, unreadable config or
  * data, a non-finite loss, a failed save. */
 ag_status recipe_train_clm(const recipe_train_opts *o);
 
-/* ---------------------------------------------------------------- generation */
-
-typedef struct recipe_generate_opts {
-    const char *checkpoint; /* a run folder holding ckpt.h5 */
-    const char *prompt;
-    int max_new;
-    bool greedy;
-    float temperature;
-    int top_k;
-    float top_p;
-    uint64_t seed;
-} recipe_generate_opts;
-
-/* Samples up to max_new bytes after the prompt and writes prompt and sample to
- * `out`. Errors: a missing or damaged checkpoint. */
-ag_status recipe_generate(const recipe_generate_opts *o, FILE *out);
+/* ---------------------------------------------------------------- generation
+ * recipe_generate and its options live in generate.h. */
 
 /* ---------------------------------------------------------------- plot */
 

@@ -18,10 +18,9 @@
 
 #include "ckpt.h"
 #include "data.h"
-#include "gpt2.h"
+#include "generate.h"
 #include "models.h"
 #include "optim.h"
-#include "sample.h"
 
 #include <errno.h>
 #include <math.h>
@@ -45,13 +44,14 @@ static double now_s(void) {
 
 /* The loss of a causal LM on inputs [B,T] against targets [B,T] (already
  * shifted by the loader): sum or mean over the tokens. */
-static ag_tensor *clm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *in, const ag_ints *tgt, ag_reduction red) {
-    ag_tensor *h = nn_gpt2_forward(ctx, m, in, NULL, 0);
-    return ag_cross_entropy(ctx, nn_gpt2_logits(ctx, m, h), tgt, 0.0f, red);
+static ag_tensor *clm_loss(ag_ctx *ctx, const recipe_model *m, const ag_ints *in, const ag_ints *tgt,
+                           ag_reduction red) {
+    /* any registered decoder family: its forward from position 0, then its LM head */
+    return ag_cross_entropy(ctx, recipe_decoder_logits(ctx, m, in, NULL, false), tgt, 0.0f, red);
 }
 
 /* Mean loss over n_batches fixed held-out batches, in eval mode and no-grad. */
-static ag_status evaluate(ag_ctx *ctx, const nn_gpt2 *m, const data_shard *val, int B, int T, int n_batches,
+static ag_status evaluate(ag_ctx *ctx, const recipe_model *m, const data_shard *val, int B, int T, int n_batches,
                           uint64_t seed, double *mean_loss) {
     data_loader l;
     ag_status st = data_loader_init(&l, val, B, T, seed ^ 0xe7a1ull);
@@ -114,11 +114,9 @@ static ag_status save(const char *path, const ag_params *ps, optim *opt, const n
 
 ag_status recipe_train_clm(const recipe_train_opts *o) {
     ag_status st;
-    nn_config cfg = {0};
-    nn_gpt2_config gc;
-    nn_gpt2 m = {0};
-    ag_params ps;
-    ag_params_init(&ps);
+    recipe_model rm = {0}; /* any decoder family with an LM head */
+    ag_params_init(&rm.ps);
+    recipe_decoder_info d;
     data_shard train = {0}, val = {0};
     optim *opt = NULL;
     ag_ctx *ctx = NULL;
@@ -129,26 +127,25 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
 
     if (o->steps < 1 || o->batch < 1 || o->seq < 2 || o->grad_accum < 1)
         return ag_fail(AG_ERR_ARG, "pretrain: --steps, --batch and --grad-accum must be >= 1 and --seq >= 2");
-    if ((st = nn_config_load(&cfg, o->config_path)) || (st = nn_gpt2_config_read(&cfg, &gc))) goto done;
-    if (o->seq > gc.n_positions) {
-        st = ag_fail(AG_ERR_ARG, "pretrain: --seq %d exceeds n_positions %d of %s", o->seq, gc.n_positions, o->config_path);
+    if ((st = recipe_model_declare(&rm, o->config_path, NULL)) || (st = recipe_decoder_info_get(&rm, &d))) goto done;
+    if (o->seq > d.n_positions) {
+        st = ag_fail(AG_ERR_ARG, "pretrain: --seq %d exceeds n_positions %d of %s", o->seq, d.n_positions, o->config_path);
         goto done;
     }
     snprintf(path, sizeof path, "%s/train.bin", o->data_dir);
     if ((st = data_shard_read(&train, path))) goto done;
     snprintf(path, sizeof path, "%s/val.bin", o->data_dir);
     if ((st = data_shard_read(&val, path))) goto done;
-    if (train.vocab_size > gc.vocab_size) {
+    if (train.vocab_size > d.vocab_size) {
         st = ag_fail(AG_ERR_ARG, "pretrain: the data's vocabulary (%d) is larger than vocab_size %d in %s",
-                     train.vocab_size, gc.vocab_size, o->config_path);
+                     train.vocab_size, d.vocab_size, o->config_path);
         goto done;
     }
-    if ((st = nn_gpt2_declare(&ps, &m, &gc, true)) || (st = ag_params_finalize(&ps))) goto done;
-    nn_gpt2_init_weights(&m, o->seed);
+    if ((st = recipe_model_alloc(&rm, o->seed))) goto done; /* Hugging Face's init for the family */
 
     optim_config oc = optim_adamw_defaults();
     oc.weight_decay = o->weight_decay;
-    if ((st = optim_create(&opt, &ps, &oc))) goto done;
+    if ((st = optim_create(&opt, &rm.ps, &oc))) goto done;
     optim_schedule sched = {.lr = o->lr, .min_lr = o->min_lr, .warmup_steps = o->warmup, .total_steps = o->steps};
     if ((st = optim_schedule_kind_from_name(o->schedule, &sched.kind)) || (st = optim_schedule_check(&sched))) goto done;
 
@@ -156,11 +153,11 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->out_dir);
     if (o->resume) {
         ckpt_state cs = {0};
-        if ((st = ckpt_load_params(ckpt_path, &ps)) || (st = ckpt_read_state(ckpt_path, &cs))) goto done;
+        if ((st = ckpt_load_params(ckpt_path, &rm.ps)) || (st = ckpt_read_state(ckpt_path, &cs))) goto done;
         start_step = cs.global_step;
         tokens = cs.tokens_seen;
         for (int k = 0; k < optim_state_count(opt) && st == AG_OK; ++k)
-            st = ckpt_load_moment(ckpt_path, &ps, optim_state_name(opt, k), optim_state_block(opt, k));
+            st = ckpt_load_moment(ckpt_path, &rm.ps, optim_state_name(opt, k), optim_state_block(opt, k));
         if (st == AG_OK) st = optim_set_step_count(opt, cs.optim_step);
         ckpt_state_free(&cs);
         if (st) goto done;
@@ -178,14 +175,14 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
     if ((st = data_loader_init(&loader, &train, o->batch, o->seq, o->seed))) goto done;
     ag_ctx_train(ctx, true);
 
-    printf("pretrain clm: GPT-2 %d layers, %d wide, %d heads, vocab %d: %lld parameters\n", gc.n_layer, gc.n_embd,
-           gc.n_head, gc.vocab_size, (long long)ps.total);
+    printf("pretrain clm: %s %d layers, %d wide, %d heads, vocab %d: %lld parameters\n", rm.arch, d.n_layer,
+           d.n_head * d.d_head, d.n_head, d.vocab_size, (long long)rm.ps.total);
     printf("data: %lld training tokens, %lld held out; batch %d x %d x %d accumulated; %d steps\n",
            (long long)train.n, (long long)val.n, o->batch, o->seq, o->grad_accum, o->steps);
     if (!o->resume) {
         double l0;
-        if ((st = evaluate(ctx, &m, &val, o->batch, o->seq, o->eval_batches, o->seed, &l0))) goto done;
-        printf("step %5d  held-out loss %.4f  (ln vocab = %.4f)\n", 0, l0, log((double)gc.vocab_size));
+        if ((st = evaluate(ctx, &rm, &val, o->batch, o->seq, o->eval_batches, o->seed, &l0))) goto done;
+        printf("step %5d  held-out loss %.4f  (ln vocab = %.4f)\n", 0, l0, log((double)d.vocab_size));
         fprintf(metrics, "{\"step\": 0, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", l0, exp(l0));
     }
 
@@ -206,7 +203,7 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
             ag_ctx_seed(ctx, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(loader.batch + 1)));
             ag_ints ii = ag_ints_wrap(in, 2, AG_SHAPE(o->batch, o->seq));
             ag_ints tt = ag_ints_wrap(tgt, 2, AG_SHAPE(o->batch, o->seq));
-            ag_tensor *loss = clm_loss(ctx, &m, &ii, &tt, AG_REDUCE_SUM);
+            ag_tensor *loss = clm_loss(ctx, &rm, &ii, &tt, AG_REDUCE_SUM);
             if (!loss || (st = ag_backward(ctx, loss, NULL))) { st = ag_error_status(); goto stop; }
             loss_sum += loss->data[0];
             n_tok += (int64_t)o->batch * o->seq;
@@ -218,11 +215,11 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
                          (long long)step);
             goto stop;
         }
-        optim_scale_grads(&ps, 1.0f / (float)n_tok);
-        if (o->clip > 0 && (st = optim_clip_grad_norm(&ps, o->clip, &gnorm))) goto stop;
+        optim_scale_grads(&rm.ps, 1.0f / (float)n_tok);
+        if (o->clip > 0 && (st = optim_clip_grad_norm(&rm.ps, o->clip, &gnorm))) goto stop;
         double lr = optim_schedule_lr(&sched, step);
         if ((st = optim_step(opt, lr))) goto stop;
-        ag_params_zero_grad(&ps);
+        ag_params_zero_grad(&rm.ps);
         tokens += n_tok;
 
         /* ---- logging, evaluation, checkpoints */
@@ -244,14 +241,14 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
         }
         if (o->eval_every > 0 && ((step + 1) % o->eval_every == 0 || last)) {
             double vl;
-            if ((st = evaluate(ctx, &m, &val, o->batch, o->seq, o->eval_batches, o->seed, &vl))) goto stop;
+            if ((st = evaluate(ctx, &rm, &val, o->batch, o->seq, o->eval_batches, o->seed, &vl))) goto stop;
             printf("step %5lld  held-out loss %.4f  perplexity %.3f\n", (long long)(step + 1), vl, exp(vl));
             fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", (long long)(step + 1), vl,
                     exp(vl));
         }
         fflush(metrics);
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last &&
-            (st = save(ckpt_path, &ps, opt, &cfg, step + 1, tokens, o->seed, o))) goto stop;
+            (st = save(ckpt_path, &rm.ps, opt, &rm.cfg, step + 1, tokens, o->seed, o))) goto stop;
         if (last && step + 1 < o->steps) {
             if (stop_requested || stop_here) printf("stopping: saving step %lld\n", (long long)(step + 1));
             else printf("time budget of %.0f s reached: saving step %lld\n", o->max_seconds, (long long)(step + 1));
@@ -259,7 +256,7 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
             break;
         }
     }
-    st = save(ckpt_path, &ps, opt, &cfg, step, tokens, o->seed, o);
+    st = save(ckpt_path, &rm.ps, opt, &rm.cfg, step, tokens, o->seed, o);
     if (st == AG_OK) printf("saved %s (step %lld)\n", ckpt_path, (long long)step);
 stop:
     signal(SIGINT, old_handler);
@@ -271,76 +268,6 @@ done:
     optim_free(opt);
     data_shard_free(&train);
     data_shard_free(&val);
-    nn_gpt2_free(&m);
-    ag_params_free(&ps);
-    nn_config_free(&cfg);
-    return st;
-}
-
-/* ---------------------------------------------------------------- generation */
-
-ag_status recipe_generate(const recipe_generate_opts *o, FILE *out) {
-    ag_status st;
-    recipe_model rm = {0};
-    ag_params_init(&rm.ps);
-    ckpt_state cs = {0};
-    ag_ctx *ctx = NULL;
-    int32_t *ids = NULL;
-    int *scratch = NULL;
-    float *logits = NULL;
-    char ckpt_path[1024];
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->checkpoint);
-    if ((st = ckpt_read_state(ckpt_path, &cs))) goto done;
-    if (!cs.config) { st = ag_fail(AG_ERR_IO, "checkpoint %s: no /config attribute", ckpt_path); goto done; }
-    if ((st = recipe_model_declare_text(&rm, cs.config, ckpt_path, NULL)) || (st = ag_params_finalize(&rm.ps)) ||
-        (st = ckpt_load_params(ckpt_path, &rm.ps)))
-        goto done;
-    if (rm.family != RECIPE_FAMILY_GPT2 || !rm.gpt2.lm_head) {
-        st = ag_fail(AG_ERR_ARG, "generate: %s has no LM head to sample from", rm.arch);
-        goto done;
-    }
-    const nn_gpt2 m = rm.gpt2;
-    const nn_gpt2_config gc = m.cfg;
-    const int P = gc.n_positions, V = gc.vocab_size;
-    size_t plen = strlen(o->prompt);
-    int total = (int)plen + o->max_new;
-    ids = malloc((size_t)(total + 1) * sizeof(int32_t));
-    scratch = malloc((size_t)V * sizeof(int));
-    logits = malloc((size_t)V * sizeof(float));
-    ctx = ag_ctx_create(0);
-    if (!ids || !scratch || !logits || !ctx) { st = ag_fail(AG_ERR_MEMORY, "generate: out of memory"); goto done; }
-    /* byte-level tokens: the prompt's bytes, or end-of-text to start from nothing */
-    int n = 0;
-    if (plen == 0) ids[n++] = DATA_BYTE_EOT;
-    for (size_t i = 0; i < plen; ++i) ids[n++] = (unsigned char)o->prompt[i];
-    fputs(o->prompt, out);
-    recipe_sampling s = {.greedy = o->greedy, .temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p,
-                         .seed = o->seed};
-    ag_ctx_train(ctx, false);
-    for (int k = 0; k < o->max_new; ++k) {
-        /* no key/value cache yet: each token re-runs the last P tokens */
-        int start = n > P ? n - P : 0, T = n - start;
-        ag_ctx_reset(ctx);
-        ag_no_grad_begin(ctx);
-        ag_ints ii = ag_ints_wrap(ids + start, 2, AG_SHAPE(1, T));
-        ag_tensor *h = nn_gpt2_forward(ctx, &m, &ii, NULL, 0);
-        ag_tensor *lg = nn_gpt2_logits(ctx, &m, ag_slice(ctx, h, 1, T - 1, 1)); /* [1,1,V] */
-        ag_no_grad_end(ctx);
-        if (!lg) { st = ag_error_status(); goto done; }
-        memcpy(logits, lg->data, (size_t)V * sizeof(float));
-        int next = recipe_sample(&s, logits, V, scratch);
-        if (next == DATA_BYTE_EOT || next > 255) break;
-        ids[n++] = next;
-        fputc(next, out);
-        fflush(out);
-    }
-    fputc('\n', out);
-done:
-    free(ids);
-    free(scratch);
-    free(logits);
-    ag_ctx_free(ctx);
-    ckpt_state_free(&cs);
     recipe_model_free(&rm);
     return st;
 }
