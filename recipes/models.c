@@ -70,6 +70,29 @@ static ag_status declare_t5(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* DeBERTa v1 and v2: DebertaModel, DebertaForMaskedLM,
+ * DebertaForSequenceClassification and the DebertaV2* classes. */
+static ag_status declare_deberta(recipe_model *m, const char *type, const char *a) {
+    const bool v2 = strcmp(type, "deberta-v2") == 0;
+    const char *family = v2 ? "DebertaV2" : "Deberta";
+    const size_t n = strlen(family);
+    nn_deberta_head head;
+    if (strncmp(a, family, n) == 0 && strcmp(a + n, "Model") == 0) head = NN_DEBERTA_MODEL;
+    else if (strncmp(a, family, n) == 0 && strcmp(a + n, "ForMaskedLM") == 0) head = NN_DEBERTA_MASKED_LM;
+    else if (strncmp(a, family, n) == 0 && strcmp(a + n, "ForSequenceClassification") == 0) head = NN_DEBERTA_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a %s class tapegrad builds (%sModel, %sForMaskedLM, "
+                        "%sForSequenceClassification)", m->cfg.path, a, type, family, family, family);
+    m->family = RECIPE_FAMILY_DEBERTA;
+    nn_deberta_config dc;
+    ag_status st;
+    if ((st = nn_deberta_config_read(&m->cfg, v2, &dc)) || (st = nn_deberta_declare(&m->ps, &m->deberta, &dc, head)))
+        return st;
+    const char *al[2][2];
+    m->n_aliases = nn_deberta_aliases(&m->deberta, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -163,8 +186,9 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         return declare_bert(m, type, a);
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
     if (strcmp(type, "t5") == 0) return declare_t5(m, a);
+    if (strcmp(type, "deberta") == 0 || strcmp(type, "deberta-v2") == 0) return declare_deberta(m, type, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
-                   "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert and t5 are)", config_path, type);
+                   "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, t5, deberta and deberta-v2 are)", config_path, type);
 }
 
 ag_status recipe_model_declare(recipe_model *m, const char *config_path, const char *arch) {
@@ -193,6 +217,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
+    case RECIPE_FAMILY_DEBERTA: nn_deberta_init_weights(&m->deberta, seed); break;
     }
     return AG_OK;
 }
@@ -207,6 +232,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
+    case RECIPE_FAMILY_DEBERTA: nn_deberta_free(&m->deberta); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -259,6 +285,8 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
          * unless the batch gives them */
         return nn_t5_loss(ctx, &m->t5, ids, mask, labels, recipe_batch_get(b, "decoder_input_ids"),
                           recipe_batch_get(b, "decoder_attention_mask"), AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_DEBERTA:
+        return nn_deberta_loss(ctx, &m->deberta, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     }
     return NULL;
 }
