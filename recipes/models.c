@@ -138,6 +138,29 @@ static ag_status declare_electra(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* DeBERTa v1 and v2: DebertaModel, DebertaForMaskedLM,
+ * DebertaForSequenceClassification and the DebertaV2* classes. */
+static ag_status declare_deberta(recipe_model *m, const char *type, const char *a) {
+    const bool v2 = strcmp(type, "deberta-v2") == 0;
+    const char *family = v2 ? "DebertaV2" : "Deberta";
+    const size_t n = strlen(family);
+    nn_deberta_head head;
+    if (strncmp(a, family, n) == 0 && strcmp(a + n, "Model") == 0) head = NN_DEBERTA_MODEL;
+    else if (strncmp(a, family, n) == 0 && strcmp(a + n, "ForMaskedLM") == 0) head = NN_DEBERTA_MASKED_LM;
+    else if (strncmp(a, family, n) == 0 && strcmp(a + n, "ForSequenceClassification") == 0) head = NN_DEBERTA_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a %s class tapegrad builds (%sModel, %sForMaskedLM, "
+                        "%sForSequenceClassification)", m->cfg.path, a, type, family, family, family);
+    m->family = RECIPE_FAMILY_DEBERTA;
+    nn_deberta_config dc;
+    ag_status st;
+    if ((st = nn_deberta_config_read(&m->cfg, v2, &dc)) || (st = nn_deberta_declare(&m->ps, &m->deberta, &dc, head)))
+        return st;
+    const char *al[2][2];
+    m->n_aliases = nn_deberta_aliases(&m->deberta, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -234,6 +257,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "bart") == 0 || strcmp(type, "m2m_100") == 0) return declare_bart(m, type, a);
     if (strcmp(type, "albert") == 0) return declare_albert(m, a);
     if (strcmp(type, "electra") == 0) return declare_electra(m, a);
+    if (strcmp(type, "deberta") == 0 || strcmp(type, "deberta-v2") == 0) return declare_deberta(m, type, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (%s are)", config_path, type,
                    RECIPE_MODEL_TYPES);
 }
@@ -267,6 +291,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_BART: nn_bart_init_weights(&m->bart, seed); break;
     case RECIPE_FAMILY_ALBERT: nn_albert_init_weights(&m->albert, seed); break;
     case RECIPE_FAMILY_ELECTRA: nn_electra_init_weights(&m->electra, seed); break;
+    case RECIPE_FAMILY_DEBERTA: nn_deberta_init_weights(&m->deberta, seed); break;
     }
     return AG_OK;
 }
@@ -284,6 +309,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_BART: nn_bart_free(&m->bart); break;
     case RECIPE_FAMILY_ALBERT: nn_albert_free(&m->albert); break;
     case RECIPE_FAMILY_ELECTRA: nn_electra_free(&m->electra); break;
+    case RECIPE_FAMILY_DEBERTA: nn_deberta_free(&m->deberta); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -344,6 +370,8 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
                               recipe_batch_get(b, "sentence_order_label"), tokens);
     case RECIPE_FAMILY_ELECTRA:
         return nn_electra_loss(ctx, &m->electra, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
+    case RECIPE_FAMILY_DEBERTA:
+        return nn_deberta_loss(ctx, &m->deberta, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     }
     return NULL;
 }

@@ -19,6 +19,7 @@
 #include "m2m100.h"
 #include "albert.h"
 #include "electra.h"
+#include "deberta.h"
 #include "nn.h"
 
 typedef enum {
@@ -33,12 +34,13 @@ typedef enum {
     RECIPE_FAMILY_BART, /* bart, m2m_100 */
     RECIPE_FAMILY_ALBERT,
     RECIPE_FAMILY_ELECTRA,
+    RECIPE_FAMILY_DEBERTA, /* deberta, deberta-v2 */
 } recipe_family;
 
 /* Every model_type tapegrad builds, for messages. */
 #define RECIPE_MODEL_TYPES \
-    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, albert, electra, t5, bart, " \
-    "m2m_100"
+    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, albert, electra, deberta, " \
+    "deberta-v2, t5, bart, m2m_100"
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -56,6 +58,7 @@ typedef struct recipe_model {
     nn_bart bart;       /* bart, m2m_100 */
     nn_albert albert;
     nn_electra electra;
+    nn_deberta deberta; /* deberta, deberta-v2 */
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;

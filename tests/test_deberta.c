@@ -1,0 +1,321 @@
+/* test_deberta.c: DeBERTa v1 and v2 against PyTorch.
+ *
+ * tests/fixtures/deberta/<case> holds a tiny model of each class with random
+ * weights, a padded batch, and the loss and every gradient of a hand
+ * transcription of Hugging Face's modeling_deberta.py and
+ * modeling_deberta_v2.py (4.31) in plain PyTorch, float64
+ * (gen_deberta_fixtures.py):
+ *   deberta_mlm        v1 ForMaskedLM: c2p and p2c, relative positions
+ *                      clipped at 4 of 12, absolute positions, token types
+ *   deberta_seqcls     v1 ForSequenceClassification: c2p only, 3 labels
+ *   deberta_v2_mlm     v2 ForMaskedLM as DeBERTa-v3: log buckets,
+ *                      share_att_key, LayerNorm'd rel_embeddings, conv (gelu)
+ *   deberta_v2_seqcls  v2 ForSequenceClassification: pos_key_proj and
+ *                      pos_query_proj, clipped at 5, conv kernel 5 (tanh),
+ *                      embed_proj, token types, regression
+ * Also: v2's log buckets equal torch's float32 ones, the parameter totals of
+ * microsoft/deberta-base and microsoft/deberta-v3-base, Hugging Face's init,
+ * bad configs refused by field name.
+ */
+#include "harness.h"
+
+#include "models.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OWN FIXTURE_DIR "/deberta"
+
+static float *read_h5(hid_t f, const char *name, int64_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t sp = H5Dget_space(d);
+    int64_t count = H5Sget_simple_extent_npoints(sp);
+    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
+    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Sclose(sp);
+    H5Dclose(d);
+    if (n) *n = count;
+    return x;
+}
+
+/* The loss (within 1e-5 relative) and every parameter's gradient (within 1e-4,
+ * check_close) of the folder's class on its batch. */
+static void check_loss_and_grads(const char *dir, int64_t want_tokens) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/expected.h5", dir);
+    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *want_loss = read_h5(e, "loss", NULL);
+    recipe_model m;
+    recipe_batch b;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (ckpt_safetensors_load(path, &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    snprintf(path, sizeof path, "%s/inputs.json", dir);
+    assert_int_equal(recipe_batch_load(&b, path), AG_OK);
+
+    ag_ctx *ctx = ag_ctx_create(0);
+    int64_t tokens;
+    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+    if (!loss) fail_msg("%s", ag_error());
+    assert_int_equal(tokens, want_tokens);
+    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+    /* Every expected gradient first, for the model-wide scale. */
+    float **want = calloc((size_t)m.ps.n, sizeof *want);
+    double global = 0;
+    for (int64_t i = 0; i < m.ps.n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
+        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no %s", dir, name);
+        assert_int_equal(n, m.ps.p[i]->numel);
+        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
+    }
+    /* As in test_bert.c: a tensor whose true gradient is 0 holds float32
+     * rounding noise on our side. Here those are the key biases and v2's
+     * pos_key_proj.bias: q_i . b is added to every score of row i (by the
+     * content term and by c2p alike) and softmax cancels it. Such a tensor
+     * (expected max below 1e-6 of the model's) must be zero within 1e-6 of
+     * the model's scale; every other to 1e-4 (check_close). */
+    int bad = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < m.ps.n; ++i) {
+        const ag_tensor *t = m.ps.p[i];
+        double tmax = 0;
+        for (int64_t j = 0; j < t->numel; ++j) {
+            tmax = fmax(tmax, fabs(want[i][j]));
+            worst = fmax(worst, fabs(t->grad[j] - want[i][j]));
+        }
+        if (tmax < 1e-6 * global) {
+            for (int64_t j = 0; j < t->numel; ++j)
+                if (fabs(t->grad[j]) > 1e-6 * global) {
+                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
+                    bad++;
+                    break;
+                }
+        } else {
+            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
+        }
+        free(want[i]);
+    }
+    free(want);
+    printf("%-18s %-36s loss %.7f (PyTorch %.7f), %lld parameters in %lld tensors, largest gradient difference "
+           "%.2e\n", strrchr(dir, '/') + 1, m.arch, loss->data[0], want_loss[0], (long long)m.ps.total,
+           (long long)m.ps.n, worst);
+    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
+    assert_int_equal(bad, 0);
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+    free(want_loss);
+    H5Fclose(e);
+}
+
+static void test_v1_matches_pytorch(void **state) {
+    check_loss_and_grads(OWN "/deberta_mlm", 7);
+    check_loss_and_grads(OWN "/deberta_seqcls", 2);
+}
+
+static void test_v2_matches_pytorch(void **state) {
+    check_loss_and_grads(OWN "/deberta_v2_mlm", 7);
+    check_loss_and_grads(OWN "/deberta_v2_seqcls", 2);
+}
+
+/* make_log_bucket_position over r in [-600, 600], against torch in float32. */
+static void test_log_buckets(void **state) {
+    hid_t f = H5Fopen(OWN "/buckets.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    int64_t n = 0;
+    float *rel = read_h5(f, "relative", &n), *b256 = read_h5(f, "bucket_256_512", NULL),
+          *b4 = read_h5(f, "bucket_4_16", NULL);
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int r = (int)rel[i];
+        bad += nn_deberta_log_bucket(r, 256, 512) != (int)b256[i];
+        bad += nn_deberta_log_bucket(r, 4, 16) != (int)b4[i];
+    }
+    printf("log buckets: %d of %lld differ (256 buckets over 512, 4 over 16)\n", bad, (long long)2 * n);
+    assert_int_equal(bad, 0);
+    free(rel), free(b256), free(b4);
+    H5Fclose(f);
+}
+
+static const char *temp_config(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int64_t count_params(const char *config_text, const char *arch) {
+    recipe_model m;
+    const char *path = temp_config(config_text);
+    ag_status st = recipe_model_declare(&m, path, arch);
+    remove(path);
+    if (st != AG_OK) fail_msg("%s", ag_error());
+    int64_t total = m.ps.total;
+    recipe_model_free(&m);
+    return total;
+}
+
+/* The published configs (config.json of microsoft/deberta-base and
+ * microsoft/deberta-v3-base); the totals are the transcription's
+ * sum(p.numel() for p in model.parameters()) for the same configs
+ * (gen_deberta_fixtures.py prints them). deberta-v3-base's 183,831,552 is the
+ * "86M backbone + 98M embedding" of its model card. */
+static void test_parameter_counts(void **state) {
+    const char *base = "{\"model_type\": \"deberta\", \"hidden_size\": 768, \"num_hidden_layers\": 12, "
+                       "\"num_attention_heads\": 12, \"intermediate_size\": 3072, \"max_position_embeddings\": 512, "
+                       "\"relative_attention\": true, \"pos_att_type\": \"c2p|p2c\", \"max_relative_positions\": -1, "
+                       "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 50265, "
+                       "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
+    assert_int_equal(count_params(base, "DebertaModel"), 138601728);
+    assert_int_equal(count_params(base, "DebertaForMaskedLM"), 139244121);
+    const char *v3 = "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12, "
+                     "\"num_attention_heads\": 12, \"intermediate_size\": 3072, \"max_position_embeddings\": 512, "
+                     "\"relative_attention\": true, \"position_buckets\": 256, \"norm_rel_ebd\": \"layer_norm\", "
+                     "\"share_att_key\": true, \"pos_att_type\": \"p2c|c2p\", \"max_relative_positions\": -1, "
+                     "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 128100, "
+                     "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
+    assert_int_equal(count_params(v3, "DebertaV2Model"), 183831552);
+    assert_int_equal(count_params(v3, "DebertaV2ForMaskedLM"), 184551780);
+    printf("DebertaModel (deberta-base) 138,601,728; DebertaV2Model (deberta-v3-base) 183,831,552\n");
+}
+
+/* _init_weights: N(0, initializer_range), padding row zero, LayerNorm 1/0,
+ * zero biases (q_bias, v_bias, the MLM bias); the conv kernel U(-b, b). */
+static void test_init(void **state) {
+    recipe_model m;
+    const char *path = temp_config("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
+                                   "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                                   "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                                   "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
+                                   "\"initializer_range\": 0.05}");
+    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
+    remove(path);
+    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    struct { const char *name; double std, mean; } want[] = {
+        {"deberta.embeddings.word_embeddings.weight", 0.05, 0},
+        {"deberta.encoder.layer.1.attention.self.in_proj.weight", 0.05, 0},
+        {"deberta.encoder.layer.1.attention.self.pos_proj.weight", 0.05, 0},
+        {"deberta.encoder.rel_embeddings.weight", 0.05, 0},
+        {"deberta.encoder.layer.1.attention.self.q_bias", 0, 0},
+        {"deberta.encoder.layer.1.attention.self.pos_q_proj.bias", 0, 0},
+        {"deberta.encoder.layer.1.output.LayerNorm.weight", 0, 1},
+        {"cls.predictions.bias", 0, 0},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
+        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
+        if (!t) fail_msg("no %s", want[k].name);
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
+        double mean = s / t->numel, std = sqrt(fmax(s2 / t->numel - mean * mean, 0));
+        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
+        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
+    }
+    const ag_tensor *w = ag_params_find(&m.ps, "deberta.embeddings.word_embeddings.weight");
+    for (int c = 0; c < 128; ++c) assert_true(w->data[3 * 128 + c] == 0.0f);
+    assert_int_equal(m.n_aliases, 2);
+    recipe_model_free(&m);
+
+    path = temp_config("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
+                       "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
+                       "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}");
+    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
+    remove(path);
+    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    const ag_tensor *cw = ag_params_find(&m.ps, "encoder.conv.conv.weight");
+    assert_non_null(cw);
+    const float bound = 1.0f / sqrtf(64 * 3);
+    double s2 = 0;
+    for (int64_t i = 0; i < cw->numel; ++i) {
+        assert_true(fabsf(cw->data[i]) <= bound);
+        s2 += (double)cw->data[i] * cw->data[i];
+    }
+    assert_true(fabs(sqrt(s2 / cw->numel) - bound / sqrt(3.0)) < 0.05 * bound); /* U(-b,b) has std b/sqrt(3) */
+    recipe_model_free(&m);
+}
+
+static void expect_config_error(const char *text, const char *needle) {
+    recipe_model m;
+    const char *path = temp_config(text);
+    ag_status st = recipe_model_declare(&m, path, NULL);
+    remove(path);
+    recipe_model_free(&m);
+    assert_int_not_equal(st, AG_OK);
+    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
+}
+
+static void test_bad_configs(void **state) {
+#define V1 "{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
+#define V2 "{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
+    expect_config_error(V1 "\"num_attention_heads\": 5}", "divisible");
+    expect_config_error(V1 "\"pos_att_type\": \"c2p|p2p\"}", "pos_att_type");
+    expect_config_error(V1 "\"pos_att_type\": [\"c2p\", \"c2p\"]}", "pos_att_type");
+    expect_config_error(V1 "\"pos_att_type\": 3}", "pos_att_type");
+    expect_config_error(V1 "\"talking_head\": true}", "talking_head");
+    expect_config_error(V1 "\"hidden_act\": \"cubic\"}", "hidden_act");
+    expect_config_error(V1 "\"embedding_size\": 128}", "embedding_size");
+    expect_config_error(V1 "\"pooler_hidden_size\": 100}", "pooler_hidden_size");
+    expect_config_error(V1 "\"layer_norm_eps\": 0}", "layer_norm_eps");
+    expect_config_error(V1 "\"cls_dropout\": 1.5}", "cls_dropout");
+    expect_config_error(V1 "\"relative_attention\": \"yes\"}", "relative_attention");
+    expect_config_error(V2 "\"conv_kernel_size\": 4}", "conv_kernel_size");
+    expect_config_error(V2 "\"conv_groups\": 2}", "conv_groups");
+    expect_config_error(V2 "\"conv_act\": \"cubic\"}", "conv_act");
+    expect_config_error(V2 "\"norm_rel_ebd\": \"rms\"}", "norm_rel_ebd");
+    expect_config_error(V2 "\"position_buckets\": 2}", "position_buckets");
+    expect_config_error(V2 "\"position_buckets\": 256, \"max_relative_positions\": 100}", "max_relative_positions");
+    expect_config_error(V2 "\"attention_head_size\": 32}", "attention_head_size");
+    expect_config_error("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaV2Model\"]}", "DebertaV2Model");
+    expect_config_error("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaForPreTraining\"]}",
+                        "DebertaForPreTraining");
+#undef V1
+#undef V2
+}
+
+/* Wrong batches are errors naming the field, never a crash. */
+static void test_bad_batches(void **state) {
+    recipe_model m;
+    recipe_batch b;
+    if (recipe_model_declare(&m, OWN "/deberta_mlm/config.json", NULL) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
+    assert_int_equal(recipe_batch_load(&b, OWN "/deberta_mlm/inputs.json"), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    const ag_ints *ids = recipe_batch_get(&b, "input_ids"), *mask = recipe_batch_get(&b, "attention_mask");
+    ag_ints short_mask = ag_ints_wrap(mask->data, 2, AG_SHAPE(2, 5));
+    assert_null(nn_deberta_forward(ctx, &m.deberta, ids, NULL, &short_mask));
+    assert_non_null(strstr(ag_error(), "attention_mask"));
+    int32_t big[2 * 30] = {0};
+    ag_ints too_long = ag_ints_wrap(big, 2, AG_SHAPE(2, 30)); /* max_position_embeddings 24 */
+    assert_null(nn_deberta_forward(ctx, &m.deberta, &too_long, NULL, NULL));
+    assert_non_null(strstr(ag_error(), "max_position_embeddings"));
+    assert_null(nn_deberta_loss(ctx, &m.deberta, ids, NULL, mask, NULL, NULL));
+    assert_non_null(strstr(ag_error(), "labels"));
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
+int main(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_v1_matches_pytorch),
+        cmocka_unit_test(test_v2_matches_pytorch),
+        cmocka_unit_test(test_log_buckets),
+        cmocka_unit_test(test_parameter_counts),
+        cmocka_unit_test(test_init),
+        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_bad_batches),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
