@@ -15,6 +15,8 @@
 #include "openai.h"
 #include "ctrl.h"
 #include "t5.h"
+#include "xlm.h"
+#include "gpt3.h"
 #include "nn.h"
 
 typedef enum {
@@ -26,6 +28,8 @@ typedef enum {
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
     RECIPE_FAMILY_T5,
+    RECIPE_FAMILY_XLM,
+    RECIPE_FAMILY_GPT3,
 } recipe_family;
 
 typedef struct recipe_model {
@@ -41,6 +45,8 @@ typedef struct recipe_model {
     nn_openai openai;
     nn_ctrl ctrl;
     nn_t5 t5;
+    nn_xlm xlm;
+    nn_gpt3 gpt3;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
