@@ -176,6 +176,8 @@ ag_status nn_xlm_declare(ag_params *ps, nn_xlm *m, const nn_xlm_config *cfg, nn_
         layer_names n;
         const nn_block_names names = xlm_block_names(&n, p, l);
         if ((st = nn_block_init(ps, &m->layers[l], "", &bc, &names))) return st;
+        /* the names carry no common prefix, so name the layer for messages here */
+        nn_name(m->layers[l].name, "%slayer %d", p, l);
     }
     if (head == NN_XLM_LM_HEAD) {
         /* pred_layer.proj: the weight is the token embedding (tied), the bias its own */
