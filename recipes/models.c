@@ -119,6 +119,24 @@ static ag_status declare_albert(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* XLM: XLMModel, XLMWithLMHeadModel, XLMForSequenceClassification. */
+static ag_status declare_xlm(recipe_model *m, const char *a) {
+    nn_xlm_head head;
+    if (strcmp(a, "XLMWithLMHeadModel") == 0) head = NN_XLM_LM_HEAD;
+    else if (strcmp(a, "XLMModel") == 0) head = NN_XLM_MODEL;
+    else if (strcmp(a, "XLMForSequenceClassification") == 0) head = NN_XLM_SEQ_CLS;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an XLM class tapegrad builds (XLMWithLMHeadModel, "
+                        "XLMModel, XLMForSequenceClassification)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_XLM;
+    nn_xlm_config xc;
+    ag_status st;
+    if ((st = nn_xlm_config_read(&m->cfg, &xc)) || (st = nn_xlm_declare(&m->ps, &m->xlm, &xc, head))) return st;
+    const char *al[2][2];
+    m->n_aliases = nn_xlm_aliases(&m->xlm, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 static ag_status declare_electra(recipe_model *m, const char *a) {
     nn_electra_head head;
     if (strcmp(a, "ElectraModel") == 0) head = NN_ELECTRA_MODEL;
@@ -157,6 +175,23 @@ static ag_status declare_deberta(recipe_model *m, const char *type, const char *
         return st;
     const char *al[2][2];
     m->n_aliases = nn_deberta_aliases(&m->deberta, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
+/* The GPT-3-style model (nn/gpt3.h): GPT-2's classes and names, banded layers. */
+static ag_status declare_gpt3(recipe_model *m, const char *a) {
+    bool head;
+    if (strcmp(a, "GPT3LMHeadModel") == 0 || strcmp(a, "GPT2LMHeadModel") == 0) head = true;
+    else if (strcmp(a, "GPT3Model") == 0 || strcmp(a, "GPT2Model") == 0) head = false;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a GPT-3 class tapegrad builds (GPT3LMHeadModel, "
+                        "GPT3Model, or GPT-2's names)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_GPT3;
+    nn_gpt3_config gc;
+    ag_status st;
+    if ((st = nn_gpt3_config_read(&m->cfg, &gc)) || (st = nn_gpt3_declare(&m->ps, &m->gpt3, &gc, head))) return st;
+    const char *al[2][2];
+    m->n_aliases = nn_gpt3_aliases(&m->gpt3, al, 2);
     for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
     return AG_OK;
 }
@@ -258,6 +293,8 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "albert") == 0) return declare_albert(m, a);
     if (strcmp(type, "electra") == 0) return declare_electra(m, a);
     if (strcmp(type, "deberta") == 0 || strcmp(type, "deberta-v2") == 0) return declare_deberta(m, type, a);
+    if (strcmp(type, "xlm") == 0) return declare_xlm(m, a);
+    if (strcmp(type, "gpt3") == 0) return declare_gpt3(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (%s are)", config_path, type,
                    RECIPE_MODEL_TYPES);
 }
@@ -292,6 +329,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_ALBERT: nn_albert_init_weights(&m->albert, seed); break;
     case RECIPE_FAMILY_ELECTRA: nn_electra_init_weights(&m->electra, seed); break;
     case RECIPE_FAMILY_DEBERTA: nn_deberta_init_weights(&m->deberta, seed); break;
+    case RECIPE_FAMILY_XLM: nn_xlm_init_weights(&m->xlm, seed); break;
+    case RECIPE_FAMILY_GPT3: nn_gpt3_init_weights(&m->gpt3, seed); break;
     }
     return AG_OK;
 }
@@ -310,6 +349,8 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_ALBERT: nn_albert_free(&m->albert); break;
     case RECIPE_FAMILY_ELECTRA: nn_electra_free(&m->electra); break;
     case RECIPE_FAMILY_DEBERTA: nn_deberta_free(&m->deberta); break;
+    case RECIPE_FAMILY_XLM: nn_xlm_free(&m->xlm); break;
+    case RECIPE_FAMILY_GPT3: nn_gpt3_free(&m->gpt3); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -372,6 +413,15 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
         return nn_electra_loss(ctx, &m->electra, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     case RECIPE_FAMILY_DEBERTA:
         return nn_deberta_loss(ctx, &m->deberta, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
+    case RECIPE_FAMILY_XLM:
+        return nn_xlm_loss(ctx, &m->xlm, ids, recipe_batch_get(b, "langs"), recipe_batch_get(b, "token_type_ids"),
+                           mask, labels, tokens);
+    case RECIPE_FAMILY_GPT3:
+        if (!m->gpt3.gpt2.lm_head) {
+            ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPT3LMHeadModel", m->arch);
+            return NULL;
+        }
+        return nn_gpt3_lm_loss(ctx, &m->gpt3, ids, mask, labels, AG_REDUCE_MEAN, tokens);
     }
     return NULL;
 }

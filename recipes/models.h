@@ -20,6 +20,8 @@
 #include "albert.h"
 #include "electra.h"
 #include "deberta.h"
+#include "xlm.h"
+#include "gpt3.h"
 #include "nn.h"
 
 typedef enum {
@@ -35,12 +37,14 @@ typedef enum {
     RECIPE_FAMILY_ALBERT,
     RECIPE_FAMILY_ELECTRA,
     RECIPE_FAMILY_DEBERTA, /* deberta, deberta-v2 */
+    RECIPE_FAMILY_XLM,
+    RECIPE_FAMILY_GPT3,
 } recipe_family;
 
 /* Every model_type tapegrad builds, for messages. */
 #define RECIPE_MODEL_TYPES \
-    "gpt2, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert, albert, electra, deberta, " \
-    "deberta-v2, t5, bart, m2m_100"
+    "gpt2, gpt3, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, xlm, distilbert, albert, electra, " \
+    "deberta, deberta-v2, t5, bart, m2m_100"
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -59,6 +63,8 @@ typedef struct recipe_model {
     nn_albert albert;
     nn_electra electra;
     nn_deberta deberta; /* deberta, deberta-v2 */
+    nn_xlm xlm;
+    nn_gpt3 gpt3;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
