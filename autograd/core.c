@@ -57,21 +57,30 @@ static void *aligned_block(size_t bytes) {
 char *ag_read_file(const char *what, const char *path, size_t max_bytes, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) { ag_fail(AG_ERR_IO, "%s %s: cannot open: %s", what, path, strerror(errno)); return NULL; }
+    /* read in growing chunks rather than trusting a size: pipes and /dev/stdin have none */
+    size_t n = 0, cap = 0;
     char *text = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n < 0 || (size_t)n > max_bytes) {
-        ag_fail(AG_ERR_IO, n < 0 ? "%s %s: cannot read its size" : "%s %s: larger than %zu bytes", what, path, max_bytes);
-    } else if (fseek(f, 0, SEEK_SET) != 0 || !(text = ag_malloc((size_t)n + 1)) ||
-               fread(text, 1, (size_t)n, f) != (size_t)n) {
-        ag_fail(AG_ERR_IO, "%s %s: read failed", what, path);
-        ag_free(text);
-        text = NULL;
-    } else {
-        text[n] = 0;
-        if (len) *len = (size_t)n;
+    for (;;) {
+        if (cap - n < 4096) {
+            size_t want = cap ? cap * 2 : 65536;
+            char *t = ag_realloc(text, want + 1);
+            if (!t) { ag_fail(AG_ERR_MEMORY, "%s %s: out of memory", what, path); goto fail; }
+            text = t, cap = want;
+        }
+        size_t got = fread(text + n, 1, cap - n, f);
+        n += got;
+        if (n > max_bytes) { ag_fail(AG_ERR_IO, "%s %s: larger than %zu bytes", what, path, max_bytes); goto fail; }
+        if (got == 0) break;
     }
+    if (ferror(f)) { ag_fail(AG_ERR_IO, "%s %s: read failed: %s", what, path, strerror(errno)); goto fail; }
     fclose(f);
+    text[n] = 0;
+    if (len) *len = n;
     return text;
+fail:
+    fclose(f);
+    ag_free(text);
+    return NULL;
 }
 
 ag_status ag_make_dirs(const char *path) {
