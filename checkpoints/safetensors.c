@@ -346,6 +346,34 @@ static ag_status check_aliases(const char *path, const ag_params *ps, const ckpt
     return AG_OK;
 }
 
+/* Checkpoints saved by old versions of BERT-family code name LayerNorm
+ * parameters "gamma" and "beta"; Hugging Face renames them on load
+ * (`_fix_key`: gamma -> weight, beta -> bias), and so does this loader. The
+ * renamed name is written into buf; returns false when `name` has neither. */
+static bool legacy_name(const char *name, char *buf, size_t cap) {
+    static const char *const from[2] = {".gamma", ".beta"}, *const to[2] = {".weight", ".bias"};
+    size_t n = strlen(name);
+    for (int k = 0; k < 2; ++k) {
+        size_t m = strlen(from[k]);
+        if (n > m && strcmp(name + n - m, from[k]) == 0 && n - m + strlen(to[k]) < cap) {
+            snprintf(buf, cap, "%.*s%s", (int)(n - m), name, to[k]);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The parameter a file entry fills: by its own name, an alias, or its
+ * renamed historic name; NULL when none. */
+static const ag_tensor *resolve_name(const ag_params *ps, const ckpt_alias *aliases, int n_aliases, const char *name) {
+    const ag_tensor *t = ag_params_find(ps, name);
+    if (t) return t;
+    const ckpt_alias *a = find_alias(aliases, n_aliases, name);
+    if (a) return ag_params_find(ps, a->primary);
+    char renamed[512];
+    return legacy_name(name, renamed, sizeof renamed) ? resolve_name(ps, aliases, n_aliases, renamed) : NULL;
+}
+
 ag_status ckpt_safetensors_load(const char *path, ag_params *ps, const ckpt_alias *aliases, int n_aliases) {
     if (!ps || !ps->finalized)
         return ag_fail(AG_ERR_ARG, "safetensors %s: the parameter registry is not finalized", path);
@@ -361,14 +389,17 @@ ag_status ckpt_safetensors_load(const char *path, ag_params *ps, const ckpt_alia
     if (!target || !source) { status = ag_fail(AG_ERR_MEMORY, "safetensors %s: out of memory", path); goto done; }
     for (int64_t i = 0; i < ps->n; ++i) source[i] = -1;
 
-    /* 1. Match names: directly, or through the alias table. */
+    /* 1. Match names: directly, through the alias table, or by the historic
+     *    names of old checkpoints (see legacy_name). A parameter that some
+     *    entry names, even with the wrong shape, is not missing. */
+    bool *named = ag_calloc((size_t)(ps->n ? ps->n : 1), sizeof *named);
+    if (!named) { status = ag_fail(AG_ERR_MEMORY, "safetensors %s: out of memory", path); goto done; }
     ckpt__report r = {0};
     for (int i = 0; i < f.n; ++i) {
         const st_entry *e = &f.e[i];
-        const ag_tensor *t = ag_params_find(ps, e->name);
-        const ckpt_alias *a = t ? NULL : find_alias(aliases, n_aliases, e->name);
-        if (a) t = ag_params_find(ps, a->primary);
+        const ag_tensor *t = resolve_name(ps, aliases, n_aliases, e->name);
         if (!t) { ckpt__report_unexpected(&r, e->name); continue; }
+        named[param_index(ps, t)] = true;
         if (!same_shape(e, t)) {
             int64_t one = 1;
             ckpt__report_shape(&r, e->name, e->ndim ? e->ndim : 1, e->ndim ? e->shape : &one, t->ndim, t->shape);
@@ -376,16 +407,9 @@ ag_status ckpt_safetensors_load(const char *path, ag_params *ps, const ckpt_alia
         }
         target[i] = t;
     }
-    for (int64_t p = 0; p < ps->n; ++p) {
-        /* found under its name or an alias (a mis-shaped one counts: it was
-         * reported already, it is not missing too) */
-        bool found = false;
-        for (int i = 0; i < f.n && !found; ++i) {
-            const ckpt_alias *a = find_alias(aliases, n_aliases, f.e[i].name);
-            found = strcmp(f.e[i].name, ps->p[p]->name) == 0 || (a && strcmp(a->primary, ps->p[p]->name) == 0);
-        }
-        if (!found) ckpt__report_missing(&r, ps->p[p]->name);
-    }
+    for (int64_t p = 0; p < ps->n; ++p)
+        if (!named[p]) ckpt__report_missing(&r, ps->p[p]->name);
+    ag_free(named);
     char prefix[600];
     snprintf(prefix, sizeof prefix, "safetensors %s", path);
     if ((status = ckpt__report_finish(&r, prefix, ps->n)) != AG_OK) goto done;

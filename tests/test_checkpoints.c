@@ -15,6 +15,7 @@
 #include "harness.h"
 
 #include "checkpoints/ckpt.h"
+#include "models.h"
 
 #include <errno.h>
 #include <math.h>
@@ -687,6 +688,64 @@ static void test_bad_headers_refused(void **state) {
     ag_params_free(&ps);
 }
 
+/* Old BERT checkpoints name LayerNorm parameters gamma and beta: the loader
+ * takes them as weight and bias, as Hugging Face does, and the model computes
+ * the same loss as from the modern file. */
+static void test_legacy_layernorm_names(void **state) {
+    const char *cfg = HF_FIXTURE_DIR "/bert/config.json", *st = HF_FIXTURE_DIR "/bert/model_hf.safetensors",
+               *batch_path = HF_FIXTURE_DIR "/bert/inputs.json";
+    char old[] = "/tmp/tapegrad-legacy-XXXXXX.safetensors";
+    FILE *probe = fopen(st, "rb");
+    if (!probe) skip();
+    fclose(probe);
+    /* the fixture's tensors under their historic names */
+    ag_params file, legacy;
+    ag_params_init(&file);
+    ag_params_init(&legacy);
+    assert_int_equal(ckpt_safetensors_declare(st, &file), AG_OK);
+    assert_int_equal(ag_params_finalize(&file), AG_OK);
+    assert_int_equal(ckpt_safetensors_load(st, &file, NULL, 0), AG_OK);
+    int renamed = 0;
+    for (int64_t i = 0; i < file.n; ++i) {
+        char name[512];
+        snprintf(name, sizeof name, "%s", file.p[i]->name);
+        size_t n = strlen(name);
+        if (strstr(name, "LayerNorm.weight") && n > 7) { strcpy(name + n - 7, ".gamma"); renamed++; }
+        else if (strstr(name, "LayerNorm.bias") && n > 5) { strcpy(name + n - 5, ".beta"); renamed++; }
+        assert_non_null(ag_params_add(&legacy, name, file.p[i]->ndim, file.p[i]->shape));
+    }
+    assert_true(renamed >= 4);
+    assert_int_equal(ag_params_finalize(&legacy), AG_OK);
+    memcpy(legacy.values, file.values, (size_t)file.total * sizeof(float));
+    int fd = mkstemps(old, 12);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ckpt_safetensors_save(old, &legacy, NULL, 0, false), AG_OK);
+
+    float loss[2];
+    const char *paths[2] = {st, old};
+    for (int k = 0; k < 2; ++k) {
+        recipe_model m;
+        recipe_batch b;
+        assert_int_equal(recipe_model_declare(&m, cfg, NULL), AG_OK);
+        assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
+        if (ckpt_safetensors_load(paths[k], &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
+        assert_int_equal(recipe_batch_load(&b, batch_path), AG_OK);
+        ag_ctx *ctx = ag_ctx_create(0);
+        ag_tensor *l = recipe_model_loss(ctx, &m, &b, NULL);
+        assert_non_null(l);
+        loss[k] = l->data[0];
+        ag_ctx_free(ctx);
+        recipe_batch_free(&b);
+        recipe_model_free(&m);
+    }
+    printf("%d LayerNorm tensors under gamma/beta names: loss %.7f, modern names %.7f\n", renamed, loss[1], loss[0]);
+    assert_memory_equal(&loss[0], &loss[1], sizeof(float));
+    remove(old);
+    ag_params_free(&file);
+    ag_params_free(&legacy);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_save_load_bitwise),
@@ -702,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_t5_safetensors),
         cmocka_unit_test(test_half_precision),
         cmocka_unit_test(test_bad_headers_refused),
+        cmocka_unit_test(test_legacy_layernorm_names),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }
