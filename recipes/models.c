@@ -70,6 +70,22 @@ static ag_status declare_t5(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* BERT2BERT: EncoderDecoderModel over two BERT configs. */
+static ag_status declare_bert2bert(recipe_model *m, const char *a) {
+    if (strcmp(a, "EncoderDecoderModel") != 0)
+        return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an encoder-decoder class tapegrad builds "
+                       "(EncoderDecoderModel)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_BERT2BERT;
+    nn_bert2bert_config bc;
+    ag_status st;
+    if ((st = nn_bert2bert_config_read(&m->cfg, &bc)) || (st = nn_bert2bert_declare(&m->ps, &m->bert2bert, &bc)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bert2bert_aliases(&m->bert2bert, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -163,6 +179,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         return declare_bert(m, type, a);
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
     if (strcmp(type, "t5") == 0) return declare_t5(m, a);
+    if (strcmp(type, "encoder-decoder") == 0) return declare_bert2bert(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
                    "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert and t5 are)", config_path, type);
 }
@@ -193,6 +210,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_OPENAI: nn_openai_init_weights(&m->openai, seed); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
+    case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_init_weights(&m->bert2bert, seed); break;
     }
     return AG_OK;
 }
@@ -207,6 +225,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_OPENAI: nn_openai_free(&m->openai); break;
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
+    case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_free(&m->bert2bert); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -259,6 +278,11 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
          * unless the batch gives them */
         return nn_t5_loss(ctx, &m->t5, ids, mask, labels, recipe_batch_get(b, "decoder_input_ids"),
                           recipe_batch_get(b, "decoder_attention_mask"), AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_BERT2BERT:
+        /* EncoderDecoderModel derives decoder_input_ids from labels unless given */
+        return nn_bert2bert_loss(ctx, &m->bert2bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
+                                 recipe_batch_get(b, "decoder_input_ids"), recipe_batch_get(b, "decoder_attention_mask"),
+                                 tokens);
     }
     return NULL;
 }

@@ -15,6 +15,7 @@
 #include "openai.h"
 #include "ctrl.h"
 #include "t5.h"
+#include "encoder_decoder.h"
 #include "nn.h"
 
 typedef enum {
@@ -26,6 +27,7 @@ typedef enum {
     RECIPE_FAMILY_OPENAI,
     RECIPE_FAMILY_CTRL,
     RECIPE_FAMILY_T5,
+    RECIPE_FAMILY_BERT2BERT, /* encoder-decoder of two BERTs */
 } recipe_family;
 
 typedef struct recipe_model {
@@ -41,6 +43,7 @@ typedef struct recipe_model {
     nn_openai openai;
     nn_ctrl ctrl;
     nn_t5 t5;
+    nn_bert2bert bert2bert;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;

@@ -1,0 +1,271 @@
+/* test_bigbird_bert2bert.c: BERT2BERT (EncoderDecoderModel over two BERT
+ * configs) and BigBird (BigBirdModel, BigBirdForMaskedLM) against PyTorch
+ * transcriptions of Hugging Face's forward.
+ *
+ * tests/fixtures/bigbird/gen_bigbird_bert2bert.py transcribes
+ * modeling_encoder_decoder.py + modeling_bert.py and modeling_big_bird.py
+ * (4.31) into plain PyTorch in float64, draws tiny random weights to
+ * safetensors, runs a padded batch and records the loss and every gradient.
+ * tapegrad loads the same safetensors and must give the loss within 1e-5
+ * relative and every gradient within 1e-4. The block-sparse reference is the
+ * gather form Hugging Face computes; tapegrad's dense masked form must agree
+ * with it. Also: parameter totals of bert-base-uncased -> bert-base-uncased
+ * BERT2BERT and of google/bigbird-roberta-base, bad configs refused by name.
+ */
+#include "harness.h"
+
+#include "models.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BB_DIR FIXTURE_DIR "/bigbird"
+
+/* Reads a float dataset into a malloc'd array; its element count into *n. */
+static float *read_h5(hid_t f, const char *name, int64_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t sp = H5Dget_space(d);
+    int64_t count = H5Sget_simple_extent_npoints(sp);
+    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
+    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Sclose(sp);
+    H5Dclose(d);
+    if (n) *n = count;
+    return x;
+}
+
+/* Builds the config's class (arch NULL: architectures[0]) and loads `weights`. */
+static void load_model(recipe_model *m, const char *config, const char *arch, const char *weights) {
+    if (recipe_model_declare(m, config, arch) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
+    if (weights && ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK)
+        fail_msg("%s", ag_error());
+}
+
+/* Every parameter's gradient against grads/<name>; returns the number that
+ * differ. A tensor whose true gradient is zero (the key biases: q.b_k is added
+ * to every score of a row and softmax cancels it; the encoder's unused pooler)
+ * holds float32 rounding noise on both sides, so its tensor-relative tolerance
+ * would be noise too: such a tensor (expected max below 1e-6 of the model's
+ * largest gradient) must be zero within 1e-6 of that scale; every other
+ * tensor within 1e-4 (check_close), as test_bert.c judges BERT. */
+static int compare_grads(hid_t e, const ag_params *ps, double *worst) {
+    float **want = calloc((size_t)ps->n, sizeof *want);
+    double global = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
+        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no gradient in the fixture", name);
+        assert_int_equal(n, ps->p[i]->numel);
+        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        const ag_tensor *t = ps->p[i];
+        double tmax = 0;
+        for (int64_t j = 0; j < t->numel; ++j) {
+            tmax = fmax(tmax, fabs(want[i][j]));
+            *worst = fmax(*worst, fabs(t->grad[j] - want[i][j]));
+        }
+        if (tmax < 1e-6 * global) {
+            for (int64_t j = 0; j < t->numel; ++j)
+                if (fabs(t->grad[j]) > 1e-6 * global) {
+                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
+                    bad++;
+                    break;
+                }
+        } else {
+            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
+        }
+        free(want[i]);
+    }
+    free(want);
+    return bad;
+}
+
+/* Loads fixture dir/{config.json, model.safetensors, inputs.json,
+ * expected.h5}, runs the class's loss and backward, and checks the loss and
+ * every gradient. Returns the model (the caller frees it) for further checks. */
+static void check_fixture(const char *dir, int64_t want_params, int64_t want_tokens, recipe_model *m) {
+    char config[512], weights[512], inputs[512], expected[512];
+    snprintf(config, sizeof config, "%s/config.json", dir);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    snprintf(inputs, sizeof inputs, "%s/inputs.json", dir);
+    snprintf(expected, sizeof expected, "%s/expected.h5", dir);
+    load_model(m, config, NULL, weights);
+    assert_int_equal(m->ps.total, want_params);
+    recipe_batch b;
+    assert_int_equal(recipe_batch_load(&b, inputs), AG_OK);
+    hid_t e = H5Fopen(expected, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *want_loss = read_h5(e, "loss", NULL);
+    ag_ctx *ctx = ag_ctx_create(0);
+    int64_t tokens = 0;
+    ag_tensor *loss = recipe_model_loss(ctx, m, &b, &tokens);
+    if (!loss) fail_msg("%s", ag_error());
+    assert_int_equal(tokens, want_tokens);
+    printf("%s: loss %.8f, transcription %.8f\n", dir, loss->data[0], want_loss[0]);
+    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
+    ag_params_zero_grad(&m->ps);
+    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+    double worst = 0;
+    assert_int_equal(compare_grads(e, &m->ps, &worst), 0);
+    printf("  every gradient (%lld tensors) within 1e-4; largest difference %.3g\n", (long long)m->ps.n, worst);
+    ag_ctx_free(ctx);
+    free(want_loss);
+    H5Fclose(e);
+    recipe_batch_free(&b);
+}
+
+/* Writes config text to a temporary file; returns its path (static buffer). */
+static const char *temp_config(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tapegrad_bb_%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int64_t count_params(const char *config_text, const char *arch) {
+    recipe_model m;
+    const char *path = temp_config(config_text);
+    ag_status st = recipe_model_declare(&m, path, arch);
+    remove(path);
+    if (st != AG_OK) fail_msg("%s", ag_error());
+    int64_t total = m.ps.total;
+    recipe_model_free(&m);
+    return total;
+}
+
+/* Declares a config that must be refused; checks the message names `field`. */
+static void expect_refused(const char *text, const char *arch, const char *field) {
+    recipe_model m;
+    const char *path = temp_config(text);
+    ag_status st = recipe_model_declare(&m, path, arch);
+    remove(path);
+    recipe_model_free(&m);
+    if (st == AG_OK) fail_msg("config was accepted: %s", text);
+    if (!strstr(ag_error(), field)) fail_msg("message '%s' does not name %s (config %s)", ag_error(), field, text);
+}
+
+/* ---------------------------------------------------------------- BERT2BERT */
+
+static void test_bert2bert_matches_transcription(void **state) {
+    (void)state;
+    recipe_model m;
+    /* 15800 parameters: both sides' embeddings and layers, the encoder's
+     * pooler, the decoder's head (its decoder weight tied); 7 + 4 labels */
+    check_fixture(BB_DIR "/bert2bert", 15800, 11, &m);
+    assert_int_equal(m.n_aliases, 2);
+    assert_ptr_equal(m.bert2bert.decoder_w, m.bert2bert.dec_emb.word.w);
+    assert_non_null(ag_params_find(&m.ps, "decoder.bert.encoder.layer.2.crossattention.self.value.weight"));
+    assert_non_null(ag_params_find(&m.ps, "decoder.bert.encoder.layer.0.crossattention.output.LayerNorm.bias"));
+    assert_non_null(ag_params_find(&m.ps, "encoder.encoder.layer.1.output.dense.weight"));
+    assert_non_null(ag_params_find(&m.ps, "encoder.pooler.dense.weight"));
+    assert_null(ag_params_find(&m.ps, "decoder.bert.pooler.dense.weight"));
+
+    /* the shift: [start, labels[:, :-1]] with -100 -> pad */
+    recipe_batch b;
+    assert_int_equal(recipe_batch_load(&b, BB_DIR "/bert2bert/inputs.json"), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    const ag_ints *labels = recipe_batch_get(&b, "labels");
+    ag_ints *dec = nn_bert2bert_shift_right(ctx, &m.bert2bert, labels);
+    assert_non_null(dec);
+    const int32_t want[2][7] = {{2, 11, 52, 7, 33, 19, 3}, {2, 25, 58, 14, 3, 0, 0}};
+    for (int r = 0; r < 2; ++r)
+        for (int t = 0; t < 7; ++t) assert_int_equal(dec->data[r * 7 + t], want[r][t]);
+
+    /* decoder_input_ids given explicitly: the same loss */
+    ag_tensor *l1 = nn_bert2bert_loss(ctx, &m.bert2bert, recipe_batch_get(&b, "input_ids"),
+                                      recipe_batch_get(&b, "token_type_ids"), recipe_batch_get(&b, "attention_mask"),
+                                      labels, NULL, NULL, NULL);
+    ag_tensor *l2 = nn_bert2bert_loss(ctx, &m.bert2bert, recipe_batch_get(&b, "input_ids"),
+                                      recipe_batch_get(&b, "token_type_ids"), recipe_batch_get(&b, "attention_mask"),
+                                      labels, dec, NULL, NULL);
+    assert_non_null(l1);
+    assert_non_null(l2);
+    assert_true(l1->data[0] == l2->data[0]);
+    /* a decoder mask of the wrong shape is named */
+    ag_ints bad = ag_ints_wrap(dec->data, 2, AG_SHAPE(1, 7));
+    assert_null(nn_bert2bert_loss(ctx, &m.bert2bert, recipe_batch_get(&b, "input_ids"), NULL,
+                                  recipe_batch_get(&b, "attention_mask"), labels, NULL, &bad, NULL));
+    assert_non_null(strstr(ag_error(), "decoder_attention_mask"));
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
+/* bert-base-uncased's config.json (the fields that size it), as each side. */
+#define BERT_BASE                                                                                                    \
+    "\"model_type\": \"bert\", \"vocab_size\": 30522, \"hidden_size\": 768, \"num_hidden_layers\": 12, "           \
+    "\"num_attention_heads\": 12, \"intermediate_size\": 3072, \"max_position_embeddings\": 512, "                   \
+    "\"type_vocab_size\": 2, \"pad_token_id\": 0"
+
+/* A BERT2BERT config with extra fields first at the top, in the encoder and
+ * in the decoder (cJSON reads the first of a repeated name). */
+static void bert2bert_config(char *out, size_t cap, const char *top, const char *enc, const char *dec) {
+    snprintf(out, cap,
+             "{%s \"model_type\": \"encoder-decoder\", \"architectures\": [\"EncoderDecoderModel\"], "
+             "\"decoder_start_token_id\": 101, \"pad_token_id\": 0, "
+             "\"encoder\": {%s " BERT_BASE "}, "
+             "\"decoder\": {%s " BERT_BASE ", \"is_decoder\": true, \"add_cross_attention\": true}}",
+             top, enc, dec);
+}
+
+static void test_bert2bert_parameter_total(void **state) {
+    (void)state;
+    char text[2048];
+    bert2bert_config(text, sizeof text, "", "", "");
+    /* BertModel (bert-base-uncased, with pooler)             109,482,240
+     * + BertLMHeadModel with cross-attention:
+     *     BertModel without pooler  109,482,240 - 590,592  = 108,891,648
+     *     12 cross-attentions x (4 x 768 x 769 + 2 x 768)  =  28,366,848
+     *     cls.predictions: transform 590,592 + LN 1,536 + bias 30,522 = 622,650
+     * = 247,363,386, the total EncoderDecoderModel.from_encoder_decoder_pretrained(
+     * "bert-base-uncased", "bert-base-uncased").num_parameters() reports */
+    assert_int_equal(count_params(text, NULL), 247363386);
+    printf("bert-base-uncased -> bert-base-uncased BERT2BERT: 247,363,386 parameters\n");
+}
+
+static void test_bert2bert_bad_configs_are_refused(void **state) {
+    (void)state;
+    const struct { const char *top, *enc, *dec, *arch, *names; } bad[] = {
+        {"", "", "\"add_cross_attention\": false,", NULL, "decoder.add_cross_attention"},
+        {"", "", "\"is_decoder\": false,", NULL, "decoder.is_decoder"},
+        {"", "\"is_decoder\": true,", "", NULL, "encoder.is_decoder"},
+        {"\"decoder_start_token_id\": null,", "", "", NULL, "decoder_start_token_id"},
+        {"\"pad_token_id\": null,", "", "", NULL, "pad_token_id"},
+        {"\"decoder_start_token_id\": 40000,", "", "", NULL, "decoder_start_token_id"},
+        {"", "", "\"hidden_size\": 384,", NULL, "decoder.hidden_size"},
+        {"", "\"model_type\": \"roberta\",", "", NULL, "encoder.model_type"},
+        {"\"tie_encoder_decoder\": true,", "", "", NULL, "tie_encoder_decoder"},
+        {"", "", "\"hidden_act\": \"gelu_2\",", NULL, "hidden_act"},
+        {"", "\"layer_norm_eps\": 0,", "", NULL, "layer_norm_eps"},
+        {"", "", "", "BertGenerationEncoder", "BertGenerationEncoder"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        char text[2048];
+        bert2bert_config(text, sizeof text, bad[i].top, bad[i].enc, bad[i].dec);
+        expect_refused(text, bad[i].arch, bad[i].names);
+    }
+    /* an encoder or decoder that is not an object */
+    expect_refused("{\"model_type\": \"encoder-decoder\", \"architectures\": [\"EncoderDecoderModel\"], "
+                   "\"encoder\": 3, \"decoder\": {}}", NULL, "\"encoder\"");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bert2bert_matches_transcription),
+        cmocka_unit_test(test_bert2bert_parameter_total),
+        cmocka_unit_test(test_bert2bert_bad_configs_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
