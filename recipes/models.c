@@ -86,6 +86,24 @@ static ag_status declare_bert2bert(recipe_model *m, const char *a) {
     return AG_OK;
 }
 
+/* BigBird: BigBirdModel, BigBirdForMaskedLM. */
+static ag_status declare_bigbird(recipe_model *m, const char *a) {
+    nn_bigbird_head head;
+    if (strcmp(a, "BigBirdModel") == 0) head = NN_BIGBIRD_MODEL;
+    else if (strcmp(a, "BigBirdForMaskedLM") == 0) head = NN_BIGBIRD_MASKED_LM;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a BigBird class tapegrad builds (BigBirdModel, "
+                        "BigBirdForMaskedLM)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_BIGBIRD;
+    nn_bigbird_config bc;
+    ag_status st;
+    if ((st = nn_bigbird_config_read(&m->cfg, &bc)) || (st = nn_bigbird_declare(&m->ps, &m->bigbird, &bc, head)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bigbird_aliases(&m->bigbird, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* Declares the class named by arch (or the config's architectures[0]) from
  * the parsed config in m->cfg. */
 static ag_status declare_from_config(recipe_model *m, const char *arch) {
@@ -180,6 +198,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "distilbert") == 0) return declare_distilbert(m, a);
     if (strcmp(type, "t5") == 0) return declare_t5(m, a);
     if (strcmp(type, "encoder-decoder") == 0) return declare_bert2bert(m, a);
+    if (strcmp(type, "big_bird") == 0) return declare_bigbird(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (gpt2, gpt_neo, gptj, "
                    "openai-gpt, ctrl, bert, roberta, xlm-roberta, distilbert and t5 are)", config_path, type);
 }
@@ -211,6 +230,7 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_CTRL: nn_ctrl_init_weights(&m->ctrl, seed); break;
     case RECIPE_FAMILY_T5: nn_t5_init_weights(&m->t5, seed); break;
     case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_init_weights(&m->bert2bert, seed); break;
+    case RECIPE_FAMILY_BIGBIRD: nn_bigbird_init_weights(&m->bigbird, seed); break;
     }
     return AG_OK;
 }
@@ -226,6 +246,7 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_CTRL: nn_ctrl_free(&m->ctrl); break;
     case RECIPE_FAMILY_T5: nn_t5_free(&m->t5); break;
     case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_free(&m->bert2bert); break;
+    case RECIPE_FAMILY_BIGBIRD: nn_bigbird_free(&m->bigbird); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -283,6 +304,8 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
         return nn_bert2bert_loss(ctx, &m->bert2bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
                                  recipe_batch_get(b, "decoder_input_ids"), recipe_batch_get(b, "decoder_attention_mask"),
                                  tokens);
+    case RECIPE_FAMILY_BIGBIRD:
+        return nn_bigbird_loss(ctx, &m->bigbird, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     }
     return NULL;
 }

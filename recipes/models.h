@@ -16,6 +16,7 @@
 #include "ctrl.h"
 #include "t5.h"
 #include "encoder_decoder.h"
+#include "bigbird.h"
 #include "nn.h"
 
 typedef enum {
@@ -28,6 +29,7 @@ typedef enum {
     RECIPE_FAMILY_CTRL,
     RECIPE_FAMILY_T5,
     RECIPE_FAMILY_BERT2BERT, /* encoder-decoder of two BERTs */
+    RECIPE_FAMILY_BIGBIRD,
 } recipe_family;
 
 typedef struct recipe_model {
@@ -44,6 +46,7 @@ typedef struct recipe_model {
     nn_ctrl ctrl;
     nn_t5 t5;
     nn_bert2bert bert2bert;
+    nn_bigbird bigbird;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;

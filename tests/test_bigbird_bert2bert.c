@@ -261,11 +261,201 @@ static void test_bert2bert_bad_configs_are_refused(void **state) {
                    "\"encoder\": 3, \"decoder\": {}}", NULL, "\"encoder\"");
 }
 
+/* ---------------------------------------------------------------- BigBird */
+
+static void test_bigbird_full_matches_transcription(void **state) {
+    (void)state;
+    recipe_model m;
+    /* original_full with rescale_embeddings; 9 labels */
+    check_fixture(BB_DIR "/full", 6264, 9, &m);
+    assert_false(m.bigbird.cfg.block_sparse);
+    assert_true(m.bigbird.cfg.rescale_embeddings);
+    assert_int_equal(m.n_aliases, 2);
+    assert_non_null(ag_params_find(&m.ps, "bert.pooler.weight")); /* BigBirdForMaskedLM keeps the pooler */
+    recipe_model_free(&m);
+}
+
+/* Reads a float dataset from dir/expected.h5. */
+static float *read_expected(const char *dir, const char *name, int64_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/expected.h5", dir);
+    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *x = read_h5(e, name, n);
+    H5Fclose(e);
+    assert_non_null(x);
+    return x;
+}
+
+static void test_bigbird_block_sparse_matches_transcription(void **state) {
+    (void)state;
+    recipe_model m;
+    /* block_size 4, 2 random blocks, 38 tokens (padded to 40 = 10 blocks, the
+     * second row padded from 29), no query/key/value biases; 26 labels */
+    check_fixture(BB_DIR "/sparse", 6168, 26, &m);
+    const nn_bigbird *bb = &m.bigbird;
+    assert_true(bb->cfg.block_sparse);
+    assert_false(bb->cfg.use_bias);
+    assert_null(ag_params_find(&m.ps, "bert.encoder.layer.0.attention.self.key.bias"));
+    assert_true(nn_bigbird_uses_block_sparse(bb, 38));
+    assert_false(nn_bigbird_uses_block_sparse(bb, 36)); /* (5 + 2*2) * 4 */
+
+    /* the last hidden state, padding to the block size removed: [2,38,16] */
+    recipe_batch b;
+    assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs.json"), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    const ag_ints *mask = recipe_batch_get(&b, "attention_mask");
+    ag_tensor *h = nn_bigbird_forward(ctx, bb, recipe_batch_get(&b, "input_ids"), recipe_batch_get(&b, "token_type_ids"),
+                                      mask);
+    if (!h) fail_msg("%s", ag_error());
+    int64_t n = 0;
+    float *want = read_expected(BB_DIR "/sparse", "last_hidden_state", &n);
+    assert_int_equal(h->numel, n);
+    assert_int_equal(h->shape[1], 38);
+    /* padded rows are not compared: Hugging Face zeroes their attention
+     * context, which both sides do, but they carry no information */
+    for (int64_t r = 0; r < 2; ++r)
+        for (int64_t t = 0; t < 38; ++t)
+            if (mask->data[r * 38 + t])
+                assert_true(check_close("last_hidden_state", h->data + (r * 38 + t) * 16, want + (r * 38 + t) * 16, 16,
+                                        1e-4, 1e-4));
+    free(want);
+
+    /* the pattern on 10 blocks, row 1 of the batch (padded from 29 of 40):
+     * query block 0 sees every key; block 4 sees blocks 3,4,5, the last block
+     * and block 0 three times over (global + 2 random blocks, which eval mode
+     * makes block 0); padded keys carry -10000 */
+    ag_ints *pmask = ag_ints_from(ctx, NULL, 2, AG_SHAPE(2, 40));
+    for (int64_t i = 0; i < 80; ++i) pmask->data[i] = i < 40 ? 1 : (i - 40) < 29;
+    ag_tensor *sm = nn_bigbird_sparse_mask(ctx, bb, pmask, 40);
+    assert_non_null(sm);
+    const float *row0 = sm->data + 0 * 40, *row17 = sm->data + 17 * 40, *row1b = sm->data + (40 + 17) * 40;
+    for (int j = 0; j < 40; ++j) assert_true(row0[j] == 0.0f);
+    for (int j = 0; j < 40; ++j) {
+        const int kb = j / 4;
+        const float want_v = kb == 0 ? logf(3.0f) : (kb >= 3 && kb <= 5) || kb == 9 ? 0.0f : -INFINITY;
+        assert_true(row17[j] == want_v);
+        /* row 1: keys 29.. are padding */
+        const float pad = j >= 29 ? -10000.0f : 0.0f;
+        assert_true(row1b[j] == want_v + pad);
+    }
+    /* query block 1: blocks 0 (x3), 1, 2 and 9; block 8: 0 (x3), 7, 8, 9 */
+    const float *q1 = sm->data + 5 * 40, *q8 = sm->data + 33 * 40;
+    for (int j = 0; j < 40; ++j) {
+        const int kb = j / 4;
+        assert_true(q1[j] == (kb == 0 ? logf(3.0f) : kb == 1 || kb == 2 || kb == 9 ? 0.0f : -INFINITY));
+        assert_true(q8[j] == (kb == 0 ? logf(3.0f) : kb >= 7 ? 0.0f : -INFINITY));
+    }
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+
+    /* 20 tokens <= 36: block_sparse falls back to full attention, as Hugging Face does */
+    assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs_short.json"), AG_OK);
+    ctx = ag_ctx_create(0);
+    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
+    if (!loss) fail_msg("%s", ag_error());
+    float *want_short = read_expected(BB_DIR "/sparse", "short_loss", NULL);
+    printf("short batch (full attention): loss %.8f, transcription %.8f\n", loss->data[0], want_short[0]);
+    assert_true(fabs(loss->data[0] - want_short[0]) <= 1e-5 * fabs(want_short[0]));
+    free(want_short);
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
+/* google/bigbird-roberta-base's config.json (the fields that size it). */
+static const char *bigbird_roberta_base =
+    "{\"model_type\": \"big_bird\", \"architectures\": [\"BigBirdForPreTraining\"], \"vocab_size\": 50358, "
+    "\"hidden_size\": 768, \"num_hidden_layers\": 12, \"num_attention_heads\": 12, \"intermediate_size\": 3072, "
+    "\"max_position_embeddings\": 4096, \"type_vocab_size\": 2, \"attention_type\": \"block_sparse\", "
+    "\"block_size\": 64, \"num_random_blocks\": 3, \"use_bias\": true, \"pad_token_id\": 0, "
+    "\"hidden_act\": \"gelu_new\", \"rescale_embeddings\": false}";
+
+static void test_bigbird_parameter_totals(void **state) {
+    (void)state;
+    /* BigBirdModel: embeddings 50358*768 + 4096*768 + 2*768 + 2*768 = 41,823,744
+     * + 12 layers x 7,087,872 = 85,054,464 + pooler 590,592 = 127,468,800 */
+    assert_int_equal(count_params(bigbird_roberta_base, "BigBirdModel"), 127468800);
+    /* BigBirdForMaskedLM: + transform 590,592 + LayerNorm 1,536 + bias 50,358 (decoder tied) */
+    assert_int_equal(count_params(bigbird_roberta_base, "BigBirdForMaskedLM"), 127468800 + 590592 + 1536 + 50358);
+    printf("google/bigbird-roberta-base BigBirdModel: 127,468,800 parameters; BigBirdForMaskedLM 128,111,286\n");
+}
+
+static void test_bigbird_bad_configs_are_refused(void **state) {
+    (void)state;
+    const struct { const char *fields, *arch, *names; } bad[] = {
+        {"\"attention_type\": \"sparse\"", NULL, "attention_type"},
+        {"\"block_size\": 0", NULL, "block_size"},
+        {"\"num_random_blocks\": -1", NULL, "num_random_blocks"},
+        {"\"use_bias\": 1", NULL, "use_bias"},
+        {"\"rescale_embeddings\": \"yes\"", NULL, "rescale_embeddings"},
+        {"\"is_decoder\": true", NULL, "is_decoder"},
+        {"\"add_cross_attention\": true", NULL, "add_cross_attention"},
+        {"\"hidden_act\": \"gelu_3\"", NULL, "hidden_act"},
+        {"\"hidden_size\": 30", NULL, "num_attention_heads"},
+        {"\"layer_norm_eps\": -1", NULL, "layer_norm_eps"},
+        {"\"hidden_dropout_prob\": 1", NULL, "hidden_dropout_prob"},
+        {"\"pad_token_id\": 64", NULL, "pad_token_id"},
+        {"\"position_embedding_type\": \"relative_key\"", NULL, "position_embedding_type"},
+        {"\"block_size\": 4", "BigBirdForQuestionAnswering", "BigBirdForQuestionAnswering"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "{%s, \"model_type\": \"big_bird\", \"architectures\": [\"BigBirdForMaskedLM\"], "
+                 "\"vocab_size\": 64, \"hidden_size\": 16, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
+                 "\"intermediate_size\": 32, \"max_position_embeddings\": 64}",
+                 bad[i].fields);
+        expect_refused(text, bad[i].arch, bad[i].names);
+    }
+}
+
+/* Errors at run time: BigBirdModel has no loss; too many positions after
+ * padding to the block size; labels of the wrong shape. */
+static void test_bigbird_run_time_errors(void **state) {
+    (void)state;
+    recipe_model m;
+    recipe_batch b;
+    load_model(&m, BB_DIR "/sparse/config.json", "BigBirdModel", NULL);
+    assert_int_equal(m.n_aliases, 0);
+    assert_non_null(ag_params_find(&m.ps, "pooler.weight"));
+    assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs.json"), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    assert_null(recipe_model_loss(ctx, &m, &b, NULL));
+    assert_non_null(strstr(ag_error(), "BigBirdModel has no loss"));
+    const ag_ints *ids = recipe_batch_get(&b, "input_ids"), *mask = recipe_batch_get(&b, "attention_mask");
+    ag_tensor *h = nn_bigbird_forward(ctx, &m.bigbird, ids, NULL, mask);
+    assert_non_null(h);
+    ag_tensor *pooled = nn_bigbird_pool(ctx, &m.bigbird, h);
+    assert_non_null(pooled);
+    assert_int_equal(pooled->shape[1], 16);
+    assert_null(nn_bigbird_mlm_logits(ctx, &m.bigbird, h));
+    /* 62 tokens pad to 64 = max_position_embeddings: fine; 65 are not */
+    int32_t many[65] = {0};
+    for (int i = 0; i < 65; ++i) many[i] = 5;
+    ag_ints x = ag_ints_wrap(many, 2, AG_SHAPE(1, 65));
+    assert_null(nn_bigbird_forward(ctx, &m.bigbird, &x, NULL, NULL));
+    assert_non_null(strstr(ag_error(), "max_position_embeddings"));
+    x = ag_ints_wrap(many, 2, AG_SHAPE(1, 62));
+    assert_non_null(nn_bigbird_forward(ctx, &m.bigbird, &x, NULL, NULL));
+    ag_ints bad_mask = ag_ints_wrap(mask->data, 2, AG_SHAPE(1, 38));
+    assert_null(nn_bigbird_forward(ctx, &m.bigbird, ids, NULL, &bad_mask));
+    assert_non_null(strstr(ag_error(), "attention_mask"));
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bert2bert_matches_transcription),
         cmocka_unit_test(test_bert2bert_parameter_total),
         cmocka_unit_test(test_bert2bert_bad_configs_are_refused),
+        cmocka_unit_test(test_bigbird_full_matches_transcription),
+        cmocka_unit_test(test_bigbird_block_sparse_matches_transcription),
+        cmocka_unit_test(test_bigbird_parameter_totals),
+        cmocka_unit_test(test_bigbird_bad_configs_are_refused),
+        cmocka_unit_test(test_bigbird_run_time_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
