@@ -1,6 +1,7 @@
 /* bigbird.c: BigBird's encoder, step for step as Hugging Face's
- * modeling_big_bird.py (4.31), with block-sparse attention as a dense mask
- * (see bigbird.h for the pattern and why it is exact).
+ * modeling_big_bird.py (4.31). Block-sparse attention runs in Hugging Face's
+ * gather form (block_sparse_attention), or, as the reference it is tested
+ * against, as full attention under a dense additive mask (see bigbird.h).
  *
  *   (block-sparse only) pad ids to a multiple of block_size with pad_token_id
  *   h = word[ids] (* sqrt(C) when rescale_embeddings) + token_type[tt] + position[0..T-1]
@@ -280,21 +281,95 @@ static ag_ints *pad_ints(ag_ctx *ctx, const ag_ints *x, int64_t B, int64_t T, in
     return out;
 }
 
-/* One BigBirdLayer. h [B,T,C]; full attention masks keys with key_mask, the
- * block-sparse form adds sparse [B,1,T,T] and zeroes padded query rows with
- * from_mask [B,1,T,1]. */
+/* The rows of the block-sparse attention, in Hugging Face's gather form.
+ * q, k, v [B,NH,T,D] with T = nb*bs; pmask [B,T] (1 = token). Returns the
+ * context [B,NH,T,D] before from_mask.
+ *
+ *   global rows (query blocks 0 and nb-1): every key          [B,NH,2bs,T] scores
+ *   rows 1..nb-2: each gathers its own list of 5 + r key blocks
+ *       [0, qb-1, qb, qb+1, rand_1 .. rand_r, nb-1]
+ *     (block 0 r more times over in eval mode), laid out as a batch of
+ *     B*NH "sequences" of nb-2 "heads":                       [B*NH,nb-2,bs,(5+r)bs] scores
+ *     Hugging Face lists block 0 once for qb = 1 and block nb-1 once for
+ *     qb = nb-2, where the window meets the global blocks; the second copy is
+ *     masked with -inf here instead.
+ * Padded keys get Hugging Face's -10000 on their scores. Memory: the scores,
+ * probabilities and this mask are O(T (5+r) bs) per head, not O(T^2). */
+static ag_tensor *block_sparse_attention(ag_ctx *ctx, const nn_bigbird *m, ag_tensor *q, ag_tensor *k, ag_tensor *v,
+                                         const ag_ints *pmask) {
+    if (!q || !k || !v) return NULL;
+    const int64_t B = q->shape[0], NH = q->shape[1], T = q->shape[2], D = q->shape[3];
+    const int64_t bs = m->cfg.block_size, nb = T / bs, M = nb - 2, r = m->cfg.num_random_blocks;
+    const int64_t E = 5 + r, L = E * bs; /* key blocks per middle row, and their keys */
+    const int64_t BH = B * NH;
+
+    /* global rows: q[0] and q[-1] against every key, padded keys -10000 */
+    ag_tensor *qb4 = ag_reshape(ctx, q, 4, AG_SHAPE(BH, nb, bs, D)); /* [BH,nb,bs,D] */
+    ag_tensor *ends[2] = {ag_slice(ctx, qb4, 1, 0, 1), ag_slice(ctx, qb4, 1, nb - 1, 1)};
+    ag_tensor *qg = ag_reshape(ctx, ag_concat(ctx, ends, 2, 1), 4, AG_SHAPE(B, NH, 2 * bs, D));
+    ag_tensor *to_pen = ag_new(ctx, 4, AG_SHAPE(B, 1, 1, T), false); /* [B,1,1,T] */
+    if (!to_pen) return NULL;
+    for (int64_t i = 0; i < B * T; ++i) to_pen->data[i] = pmask->data[i] ? 0.0f : -10000.0f;
+    const ag_attn_opts og = {.bias = to_pen};
+    ag_tensor *cg = ag_reshape(ctx, ag_attention(ctx, qg, k, v, &og), 4, AG_SHAPE(BH, 2, bs, D)); /* [BH,2,bs,D] */
+
+    /* rows 1..nb-2: the list of key blocks, one index list for all rows */
+    ag_ints *idx = ag_ints_from(ctx, NULL, 1, AG_SHAPE(M * E));
+    ag_tensor *pen = ag_new(ctx, 4, AG_SHAPE(BH, M, bs, L), false); /* [BH,M,bs,L] */
+    if (!idx || !pen) return NULL;
+    for (int64_t qb = 1; qb <= nb - 2; ++qb) {
+        int32_t *list = idx->data + (qb - 1) * E;
+        list[0] = 0;                              /* global first */
+        list[1] = (int32_t)(qb - 1);              /* the window */
+        list[2] = (int32_t)qb;
+        list[3] = (int32_t)(qb + 1);
+        for (int64_t i = 0; i < r; ++i) list[4 + i] = 0; /* random blocks: block 0 in eval mode */
+        list[4 + r] = (int32_t)(nb - 1);          /* global last */
+    }
+    for (int64_t bh = 0; bh < BH; ++bh) {
+        const int32_t *mrow = pmask->data + (bh / NH) * T;
+        for (int64_t qb = 1; qb <= nb - 2; ++qb) {
+            const int32_t *list = idx->data + (qb - 1) * E;
+            float *p = pen->data + ((bh * M + qb - 1) * bs) * L; /* [bs,L] */
+            for (int64_t e = 0; e < E; ++e) {
+                /* the window's copy of a global block at the two ends is not in Hugging Face's list */
+                const bool dup = (qb == 1 && e == 1) || (qb == nb - 2 && e == 3);
+                for (int64_t j = 0; j < bs; ++j) {
+                    const float val = dup ? -INFINITY : mrow[list[e] * bs + j] ? 0.0f : -10000.0f;
+                    for (int64_t i = 0; i < bs; ++i) p[i * L + e * bs + j] = val;
+                }
+            }
+        }
+    }
+    ag_tensor *kb4 = ag_reshape(ctx, k, 4, AG_SHAPE(BH, nb, bs, D));
+    ag_tensor *vb4 = ag_reshape(ctx, v, 4, AG_SHAPE(BH, nb, bs, D));
+    ag_tensor *km = ag_reshape(ctx, ag_index_select(ctx, kb4, 1, idx), 4, AG_SHAPE(BH, M, L, D)); /* [BH,M,L,D] */
+    ag_tensor *vm = ag_reshape(ctx, ag_index_select(ctx, vb4, 1, idx), 4, AG_SHAPE(BH, M, L, D));
+    const ag_attn_opts om = {.bias = pen};
+    ag_tensor *cm = ag_attention(ctx, ag_slice(ctx, qb4, 1, 1, M), km, vm, &om); /* [BH,M,bs,D] */
+
+    /* the rows back in order: q[0], q[1..nb-2], q[-1] */
+    ag_tensor *parts[3] = {ag_slice(ctx, cg, 1, 0, 1), cm, ag_slice(ctx, cg, 1, 1, 1)};
+    return ag_reshape(ctx, ag_concat(ctx, parts, 3, 1), 4, AG_SHAPE(B, NH, T, D)); /* [B,NH,T,D] */
+}
+
+/* One BigBirdLayer. h [B,T,C]; full attention masks keys with key_mask; the
+ * block-sparse form (pmask [B,T] of the padded sequence) runs the gather form
+ * above, or, with use_dense_mask, full attention plus the additive mask
+ * `dense` [B,1,T,T]; both zero padded query rows with from_mask [B,1,T,1]. */
 static ag_tensor *layer_forward(ag_ctx *ctx, const nn_bigbird *m, const nn_bert_layer *L, ag_tensor *h,
-                                const ag_ints *key_mask, ag_tensor *sparse, ag_tensor *from_mask) {
+                                const ag_ints *key_mask, const ag_ints *pmask, ag_tensor *dense, ag_tensor *from_mask) {
     const nn_mha *a = &L->attn;
     const int NH = a->n_head;
     ag_tensor *q = nn_split_heads(ctx, nn_linear_forward(ctx, &a->q, h), NH); /* [B,NH,T,D] */
     ag_tensor *k = nn_split_heads(ctx, nn_linear_forward(ctx, &a->k, h), NH);
     ag_tensor *v = nn_split_heads(ctx, nn_linear_forward(ctx, &a->v, h), NH);
     ag_tensor *ctx_heads;
-    if (sparse) {
+    if (from_mask) {
         /* bigbird_block_sparse_attention: no dropout on the probabilities */
-        const ag_attn_opts o = {.bias = sparse};
-        ctx_heads = ag_mul(ctx, ag_attention(ctx, q, k, v, &o), from_mask); /* [B,NH,T,D] * [B,1,T,1] */
+        const ag_attn_opts o = {.bias = dense};
+        ag_tensor *c = dense ? ag_attention(ctx, q, k, v, &o) : block_sparse_attention(ctx, m, q, k, v, pmask);
+        ctx_heads = ag_mul(ctx, c, from_mask); /* [B,NH,T,D] * [B,1,T,1] */
     } else {
         const ag_attn_opts o = {.key_mask = key_mask, .dropout = a->attn_dropout};
         ctx_heads = ag_attention(ctx, q, k, v, &o);
@@ -353,15 +428,15 @@ ag_tensor *nn_bigbird_forward(ag_ctx *ctx, const nn_bigbird *m, const ag_ints *i
     h = ag_add(ctx, h, nn_embedding_forward(ctx, &m->position, pos)); /* + [Tp,C] */
     h = nn_norm_forward(ctx, &m->emb_ln, ag_dropout(ctx, h, m->cfg.hidden_dropout_prob));
 
-    ag_tensor *mask4 = NULL, *from_mask = NULL;
+    ag_tensor *dense = NULL, *from_mask = NULL;
     if (sparse) {
-        mask4 = nn_bigbird_sparse_mask(ctx, m, pmask, Tp); /* [B,1,Tp,Tp] */
+        if (m->use_dense_mask && !(dense = nn_bigbird_sparse_mask(ctx, m, pmask, Tp))) return NULL; /* [B,1,Tp,Tp] */
         from_mask = ag_new(ctx, 4, AG_SHAPE(B, 1, Tp, 1), false);
-        if (!mask4 || !from_mask) return NULL;
+        if (!from_mask) return NULL;
         for (int64_t i = 0; i < B * Tp; ++i) from_mask->data[i] = (float)pmask->data[i];
     }
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l)
-        h = layer_forward(ctx, m, &m->layer[l], h, attention_mask, mask4, from_mask);
+        h = layer_forward(ctx, m, &m->layer[l], h, attention_mask, pmask, dense, from_mask);
     /* undo the padding */
     return Tp > T ? ag_slice(ctx, h, 1, 0, T) : h;
 }

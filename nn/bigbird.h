@@ -14,9 +14,9 @@
  * random block is block 0. tapegrad always makes the eval-mode choice, so a
  * forward pass is deterministic and equals Hugging Face's model.eval(). Block 0
  * then appears 1 + num_random_blocks times in a middle row's key list, and
- * softmax over repeated keys weighs block 0 that many times over: here that
- * multiplicity is an additive log(count) on those scores, which gives exactly
- * the same probabilities.
+ * softmax over repeated keys weighs block 0 that many times over; the gather
+ * form below repeats the keys as Hugging Face does, the dense reference adds
+ * log(count) to those scores, which gives exactly the same probabilities.
  *
  * A sequence with seq_length <= (5 + 2*num_random_blocks)*block_size falls
  * back to full attention (with a warning on stderr, once per thread), as
@@ -26,11 +26,15 @@
  * pad_token_id (attention_mask 0, token type 0) and the padding cut off the
  * output again. attention_type "original_full" is BERT's attention.
  *
- * Memory: block-sparse attention is computed here as full attention with an
- * additive mask [B,1,T,T] (-inf outside the pattern, log(count) inside, and
- * Hugging Face's -10000 on padded keys), so it costs O(T^2) memory and time
- * like full attention; it computes the same function as Hugging Face's gather
- * form, not its O(T) cost.
+ * Two forms of block-sparse attention compute the same function:
+ *   - the gather form (the default), as Hugging Face computes it: the global
+ *     query blocks against every key, and every other query block against its
+ *     own gathered list of 5 + num_random_blocks key blocks (duplicates
+ *     included), so scores and probabilities take O(T * (5+r) * block_size)
+ *     memory per head instead of O(T^2);
+ *   - the reference (use_dense_mask): full attention with an additive mask
+ *     [B,1,T,T] (-inf outside the pattern, log(count) inside, Hugging Face's
+ *     -10000 on padded keys), O(T^2) memory and time like full attention.
  *
  * Parameter names are the state_dict()'s: BigBirdModel's
  * "embeddings.word_embeddings.weight", "encoder.layer.N.attention.self.query.weight",
@@ -73,6 +77,7 @@ typedef struct nn_bigbird {
     ag_tensor *decoder_w;    /* [V,C]: the word embedding when tied */
     ag_tensor *decoder_b;    /* [V]: cls.predictions.bias */
     char prefix[8];          /* "" or "bert." */
+    bool use_dense_mask;     /* block-sparse as full attention under the dense mask (the O(T^2) reference) */
 } nn_bigbird;
 
 /* Reads config.json's fields with BigBirdConfig's defaults: the BERT fields,

@@ -363,6 +363,68 @@ static void test_bigbird_block_sparse_matches_transcription(void **state) {
     recipe_model_free(&m);
 }
 
+/* The gather form (the default) against the dense-mask reference: the same
+ * loss and gradients on the fixture, and the memory each needs on a long
+ * sequence. */
+static void test_bigbird_gather_form_equals_dense_reference(void **state) {
+    (void)state;
+    recipe_model m;
+    recipe_batch b;
+    load_model(&m, BB_DIR "/sparse/config.json", NULL, BB_DIR "/sparse/model.safetensors");
+    assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs.json"), AG_OK);
+    float loss[2], *grads[2];
+    for (int dense = 0; dense < 2; ++dense) {
+        m.bigbird.use_dense_mask = dense;
+        ag_ctx *ctx = ag_ctx_create(0);
+        ag_params_zero_grad(&m.ps);
+        ag_tensor *l = recipe_model_loss(ctx, &m, &b, NULL);
+        if (!l) fail_msg("%s", ag_error());
+        assert_int_equal(ag_backward(ctx, l, NULL), AG_OK);
+        loss[dense] = l->data[0];
+        grads[dense] = malloc((size_t)m.ps.total * sizeof(float));
+        memcpy(grads[dense], m.ps.grads, (size_t)m.ps.total * sizeof(float));
+        ag_ctx_free(ctx);
+    }
+    printf("gather form %.8f, dense reference %.8f\n", loss[0], loss[1]);
+    assert_true(fabs(loss[0] - loss[1]) <= 1e-6 * fabs(loss[1]));
+    assert_close("gradients, gather vs dense", grads[0], grads[1], m.ps.total, 1e-4, 1e-5);
+    free(grads[0]);
+    free(grads[1]);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+
+    /* one sequence of 1024 tokens, block 16, 3 random blocks (64 blocks):
+     * the arena each form needs for forward and backward */
+    const char *cfg = "{\"model_type\": \"big_bird\", \"architectures\": [\"BigBirdModel\"], \"vocab_size\": 50, "
+                      "\"hidden_size\": 16, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+                      "\"intermediate_size\": 16, \"max_position_embeddings\": 1024, \"block_size\": 16, "
+                      "\"num_random_blocks\": 3}";
+    const char *path = temp_config(cfg);
+    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
+    remove(path);
+    assert_int_equal(recipe_model_alloc(&m, 3), AG_OK);
+    int32_t *ids = malloc(1024 * sizeof(int32_t));
+    for (int i = 0; i < 1024; ++i) ids[i] = 1 + i % 49;
+    ag_ints x = ag_ints_wrap(ids, 2, AG_SHAPE(1, 1024));
+    size_t peak[2];
+    float first[2];
+    for (int dense = 0; dense < 2; ++dense) {
+        m.bigbird.use_dense_mask = dense;
+        ag_ctx *ctx = ag_ctx_create(0);
+        ag_tensor *h = nn_bigbird_forward(ctx, &m.bigbird, &x, NULL, NULL);
+        assert_non_null(h);
+        assert_int_equal(ag_backward(ctx, ag_sum(ctx, h, AG_ALL, false), NULL), AG_OK);
+        peak[dense] = ag_ctx_arena_peak(ctx);
+        first[dense] = h->data[5000];
+        ag_ctx_free(ctx);
+    }
+    printf("1024 tokens: arena peak %.1f MB gather form, %.1f MB dense reference\n", peak[0] / 1e6, peak[1] / 1e6);
+    assert_true(fabsf(first[0] - first[1]) <= 1e-5f);
+    assert_true(peak[0] * 2 < peak[1]);
+    free(ids);
+    recipe_model_free(&m);
+}
+
 /* google/bigbird-roberta-base's config.json (the fields that size it). */
 static const char *bigbird_roberta_base =
     "{\"model_type\": \"big_bird\", \"architectures\": [\"BigBirdForPreTraining\"], \"vocab_size\": 50358, "
@@ -453,6 +515,7 @@ int main(void) {
         cmocka_unit_test(test_bert2bert_bad_configs_are_refused),
         cmocka_unit_test(test_bigbird_full_matches_transcription),
         cmocka_unit_test(test_bigbird_block_sparse_matches_transcription),
+        cmocka_unit_test(test_bigbird_gather_form_equals_dense_reference),
         cmocka_unit_test(test_bigbird_parameter_totals),
         cmocka_unit_test(test_bigbird_bad_configs_are_refused),
         cmocka_unit_test(test_bigbird_run_time_errors),
