@@ -158,6 +158,19 @@ static void expect_refused(const char *text, const char *arch, const char *field
 
 /* ---------------------------------------------------------------- BERT2BERT */
 
+/* Reads a float dataset from dir/expected.h5. */
+static float *read_expected(const char *dir, const char *name, int64_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/expected.h5", dir);
+    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *x = read_h5(e, name, n);
+    H5Fclose(e);
+    assert_non_null(x);
+    return x;
+}
+
+
 static void test_bert2bert_matches_transcription(void **state) {
     (void)state;
     recipe_model m;
@@ -193,6 +206,17 @@ static void test_bert2bert_matches_transcription(void **state) {
     assert_non_null(l1);
     assert_non_null(l2);
     assert_true(l1->data[0] == l2->data[0]);
+    /* with a decoder_attention_mask: causal and the decoder's padding */
+    recipe_batch bm;
+    assert_int_equal(recipe_batch_load(&bm, BB_DIR "/bert2bert/inputs_dec_mask.json"), AG_OK);
+    ag_tensor *l3 = recipe_model_loss(ctx, &m, &bm, NULL);
+    if (!l3) fail_msg("%s", ag_error());
+    float *want3 = read_expected(BB_DIR "/bert2bert", "dec_mask_loss", NULL);
+    printf("with decoder_attention_mask: loss %.8f, transcription %.8f\n", l3->data[0], want3[0]);
+    assert_true(fabs(l3->data[0] - want3[0]) <= 1e-5 * fabs(want3[0]));
+    assert_true(l3->data[0] != l1->data[0]);
+    free(want3);
+    recipe_batch_free(&bm);
     /* a decoder mask of the wrong shape is named */
     ag_ints bad = ag_ints_wrap(dec->data, 2, AG_SHAPE(1, 7));
     assert_null(nn_bert2bert_loss(ctx, &m.bert2bert, recipe_batch_get(&b, "input_ids"), NULL,
@@ -273,18 +297,6 @@ static void test_bigbird_full_matches_transcription(void **state) {
     assert_int_equal(m.n_aliases, 2);
     assert_non_null(ag_params_find(&m.ps, "bert.pooler.weight")); /* BigBirdForMaskedLM keeps the pooler */
     recipe_model_free(&m);
-}
-
-/* Reads a float dataset from dir/expected.h5. */
-static float *read_expected(const char *dir, const char *name, int64_t *n) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *x = read_h5(e, name, n);
-    H5Fclose(e);
-    assert_non_null(x);
-    return x;
 }
 
 static void test_bigbird_block_sparse_matches_transcription(void **state) {
