@@ -99,6 +99,22 @@ static ag_status declare_bart(recipe_model *m, const char *type, const char *a) 
     return AG_OK;
 }
 
+/* BERT2BERT: EncoderDecoderModel over two BERT configs. */
+static ag_status declare_bert2bert(recipe_model *m, const char *a) {
+    if (strcmp(a, "EncoderDecoderModel") != 0)
+        return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not an encoder-decoder class tapegrad builds "
+                       "(EncoderDecoderModel)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_BERT2BERT;
+    nn_bert2bert_config bc;
+    ag_status st;
+    if ((st = nn_bert2bert_config_read(&m->cfg, &bc)) || (st = nn_bert2bert_declare(&m->ps, &m->bert2bert, &bc)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bert2bert_aliases(&m->bert2bert, al, 4);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
 /* ALBERT and ELECTRA: the class name picks the head. */
 static ag_status declare_albert(recipe_model *m, const char *a) {
     nn_albert_head head;
@@ -192,6 +208,24 @@ static ag_status declare_gpt3(recipe_model *m, const char *a) {
     if ((st = nn_gpt3_config_read(&m->cfg, &gc)) || (st = nn_gpt3_declare(&m->ps, &m->gpt3, &gc, head))) return st;
     const char *al[2][2];
     m->n_aliases = nn_gpt3_aliases(&m->gpt3, al, 2);
+    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    return AG_OK;
+}
+
+/* BigBird: BigBirdModel, BigBirdForMaskedLM. */
+static ag_status declare_bigbird(recipe_model *m, const char *a) {
+    nn_bigbird_head head;
+    if (strcmp(a, "BigBirdModel") == 0) head = NN_BIGBIRD_MODEL;
+    else if (strcmp(a, "BigBirdForMaskedLM") == 0) head = NN_BIGBIRD_MASKED_LM;
+    else return ag_fail(AG_ERR_ARG, "config %s: class '%s' is not a BigBird class tapegrad builds (BigBirdModel, "
+                        "BigBirdForMaskedLM)", m->cfg.path, a);
+    m->family = RECIPE_FAMILY_BIGBIRD;
+    nn_bigbird_config bc;
+    ag_status st;
+    if ((st = nn_bigbird_config_read(&m->cfg, &bc)) || (st = nn_bigbird_declare(&m->ps, &m->bigbird, &bc, head)))
+        return st;
+    const char *al[4][2];
+    m->n_aliases = nn_bigbird_aliases(&m->bigbird, al, 4);
     for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
     return AG_OK;
 }
@@ -295,6 +329,8 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
     if (strcmp(type, "deberta") == 0 || strcmp(type, "deberta-v2") == 0) return declare_deberta(m, type, a);
     if (strcmp(type, "xlm") == 0) return declare_xlm(m, a);
     if (strcmp(type, "gpt3") == 0) return declare_gpt3(m, a);
+    if (strcmp(type, "encoder-decoder") == 0) return declare_bert2bert(m, a);
+    if (strcmp(type, "big_bird") == 0) return declare_bigbird(m, a);
     return ag_fail(AG_ERR_ARG, "config %s: model_type '%s' is not built by tapegrad yet (%s are)", config_path, type,
                    RECIPE_MODEL_TYPES);
 }
@@ -331,6 +367,8 @@ ag_status recipe_model_alloc(recipe_model *m, uint64_t seed) {
     case RECIPE_FAMILY_DEBERTA: nn_deberta_init_weights(&m->deberta, seed); break;
     case RECIPE_FAMILY_XLM: nn_xlm_init_weights(&m->xlm, seed); break;
     case RECIPE_FAMILY_GPT3: nn_gpt3_init_weights(&m->gpt3, seed); break;
+    case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_init_weights(&m->bert2bert, seed); break;
+    case RECIPE_FAMILY_BIGBIRD: nn_bigbird_init_weights(&m->bigbird, seed); break;
     }
     return AG_OK;
 }
@@ -351,6 +389,8 @@ void recipe_model_free(recipe_model *m) {
     case RECIPE_FAMILY_DEBERTA: nn_deberta_free(&m->deberta); break;
     case RECIPE_FAMILY_XLM: nn_xlm_free(&m->xlm); break;
     case RECIPE_FAMILY_GPT3: nn_gpt3_free(&m->gpt3); break;
+    case RECIPE_FAMILY_BERT2BERT: nn_bert2bert_free(&m->bert2bert); break;
+    case RECIPE_FAMILY_BIGBIRD: nn_bigbird_free(&m->bigbird); break;
     }
     ag_params_free(&m->ps);
     nn_config_free(&m->cfg);
@@ -422,6 +462,13 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
             return NULL;
         }
         return nn_gpt3_lm_loss(ctx, &m->gpt3, ids, mask, labels, AG_REDUCE_MEAN, tokens);
+    case RECIPE_FAMILY_BERT2BERT:
+        /* EncoderDecoderModel derives decoder_input_ids from labels unless given */
+        return nn_bert2bert_loss(ctx, &m->bert2bert, ids, recipe_batch_get(b, "token_type_ids"), mask, labels,
+                                 recipe_batch_get(b, "decoder_input_ids"), recipe_batch_get(b, "decoder_attention_mask"),
+                                 tokens);
+    case RECIPE_FAMILY_BIGBIRD:
+        return nn_bigbird_loss(ctx, &m->bigbird, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     }
     return NULL;
 }

@@ -22,6 +22,8 @@
 #include "deberta.h"
 #include "xlm.h"
 #include "gpt3.h"
+#include "encoder_decoder.h"
+#include "bigbird.h"
 #include "nn.h"
 
 typedef enum {
@@ -39,12 +41,14 @@ typedef enum {
     RECIPE_FAMILY_DEBERTA, /* deberta, deberta-v2 */
     RECIPE_FAMILY_XLM,
     RECIPE_FAMILY_GPT3,
+    RECIPE_FAMILY_BERT2BERT, /* encoder-decoder of two BERTs */
+    RECIPE_FAMILY_BIGBIRD,
 } recipe_family;
 
 /* Every model_type tapegrad builds, for messages. */
 #define RECIPE_MODEL_TYPES \
     "gpt2, gpt3, gpt_neo, gptj, openai-gpt, ctrl, bert, roberta, xlm-roberta, xlm, distilbert, albert, electra, " \
-    "deberta, deberta-v2, t5, bart, m2m_100"
+    "deberta, deberta-v2, big_bird, t5, bart, m2m_100, encoder-decoder"
 
 typedef struct recipe_model {
     char arch[64];      /* the Hugging Face class, e.g. "GPT2LMHeadModel" */
@@ -65,6 +69,8 @@ typedef struct recipe_model {
     nn_deberta deberta; /* deberta, deberta-v2 */
     nn_xlm xlm;
     nn_gpt3 gpt3;
+    nn_bert2bert bert2bert;
+    nn_bigbird bigbird;
     ckpt_alias aliases[8];
     int n_aliases;
 } recipe_model;
