@@ -3,6 +3,13 @@
 
 #include <string.h>
 
+/* Keeps a family's tied-weight aliases ({alias, primary} pairs, e.g.
+ * {"lm_head.weight", "transformer.wte.weight"}) for the safetensors loader. */
+static void keep_aliases(recipe_model *m, const char *al[][2], int n) {
+    m->n_aliases = n;
+    for (int i = 0; i < n; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+}
+
 /* BERT and its RoBERTa/XLM-R relatives: the class name is the family's
  * prefix ("Bert", "Roberta", "XLMRoberta") and the head's suffix. */
 static ag_status declare_bert(recipe_model *m, const char *type, const char *a) {
@@ -29,8 +36,7 @@ static ag_status declare_bert(recipe_model *m, const char *type, const char *a) 
     if ((st = nn_bert_config_read(&m->cfg, roberta, &bc)) || (st = nn_bert_declare(&m->ps, &m->bert, &bc, classes[k].head)))
         return st;
     const char *al[4][2];
-    m->n_aliases = nn_bert_aliases(&m->bert, al, 4);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_bert_aliases(&m->bert, al, 4));
     return AG_OK;
 }
 
@@ -47,8 +53,7 @@ static ag_status declare_distilbert(recipe_model *m, const char *a) {
     if ((st = nn_distilbert_config_read(&m->cfg, &dc)) || (st = nn_distilbert_declare(&m->ps, &m->distilbert, &dc, head)))
         return st;
     const char *al[2][2];
-    m->n_aliases = nn_distilbert_aliases(&m->distilbert, al, 2);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_distilbert_aliases(&m->distilbert, al, 2));
     return AG_OK;
 }
 
@@ -65,8 +70,7 @@ static ag_status declare_t5(recipe_model *m, const char *a) {
     ag_status st;
     if ((st = nn_t5_config_read(&m->cfg, &tc)) || (st = nn_t5_declare(&m->ps, &m->t5, &tc, head))) return st;
     const char *al[4][2];
-    m->n_aliases = nn_t5_aliases(&m->t5, al, 4);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_t5_aliases(&m->t5, al, 4));
     return AG_OK;
 }
 
@@ -94,8 +98,7 @@ static ag_status declare_bart(recipe_model *m, const char *type, const char *a) 
         (st = nn_bart_declare(&m->ps, &m->bart, &bc, classes[k].head)))
         return st;
     const char *al[8][2];
-    m->n_aliases = nn_bart_aliases(&m->bart, al, 8);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_bart_aliases(&m->bart, al, 8));
     return AG_OK;
 }
 
@@ -110,8 +113,7 @@ static ag_status declare_bert2bert(recipe_model *m, const char *a) {
     if ((st = nn_bert2bert_config_read(&m->cfg, &bc)) || (st = nn_bert2bert_declare(&m->ps, &m->bert2bert, &bc)))
         return st;
     const char *al[4][2];
-    m->n_aliases = nn_bert2bert_aliases(&m->bert2bert, al, 4);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_bert2bert_aliases(&m->bert2bert, al, 4));
     return AG_OK;
 }
 
@@ -130,8 +132,7 @@ static ag_status declare_albert(recipe_model *m, const char *a) {
     if ((st = nn_albert_config_read(&m->cfg, &ac)) || (st = nn_albert_declare(&m->ps, &m->albert, &ac, head)))
         return st;
     const char *al[2][2];
-    m->n_aliases = nn_albert_aliases(&m->albert, al, 2);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_albert_aliases(&m->albert, al, 2));
     return AG_OK;
 }
 
@@ -148,8 +149,7 @@ static ag_status declare_xlm(recipe_model *m, const char *a) {
     ag_status st;
     if ((st = nn_xlm_config_read(&m->cfg, &xc)) || (st = nn_xlm_declare(&m->ps, &m->xlm, &xc, head))) return st;
     const char *al[2][2];
-    m->n_aliases = nn_xlm_aliases(&m->xlm, al, 2);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_xlm_aliases(&m->xlm, al, 2));
     return AG_OK;
 }
 
@@ -167,8 +167,7 @@ static ag_status declare_electra(recipe_model *m, const char *a) {
     if ((st = nn_electra_config_read(&m->cfg, &ec)) || (st = nn_electra_declare(&m->ps, &m->electra, &ec, head)))
         return st;
     const char *al[1][2];
-    m->n_aliases = nn_electra_aliases(&m->electra, al, 1);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_electra_aliases(&m->electra, al, 1));
     return AG_OK;
 }
 
@@ -190,8 +189,7 @@ static ag_status declare_deberta(recipe_model *m, const char *type, const char *
     if ((st = nn_deberta_config_read(&m->cfg, v2, &dc)) || (st = nn_deberta_declare(&m->ps, &m->deberta, &dc, head)))
         return st;
     const char *al[2][2];
-    m->n_aliases = nn_deberta_aliases(&m->deberta, al, 2);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_deberta_aliases(&m->deberta, al, 2));
     return AG_OK;
 }
 
@@ -207,8 +205,7 @@ static ag_status declare_gpt3(recipe_model *m, const char *a) {
     ag_status st;
     if ((st = nn_gpt3_config_read(&m->cfg, &gc)) || (st = nn_gpt3_declare(&m->ps, &m->gpt3, &gc, head))) return st;
     const char *al[2][2];
-    m->n_aliases = nn_gpt3_aliases(&m->gpt3, al, 2);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_gpt3_aliases(&m->gpt3, al, 2));
     return AG_OK;
 }
 
@@ -225,8 +222,7 @@ static ag_status declare_bigbird(recipe_model *m, const char *a) {
     if ((st = nn_bigbird_config_read(&m->cfg, &bc)) || (st = nn_bigbird_declare(&m->ps, &m->bigbird, &bc, head)))
         return st;
     const char *al[4][2];
-    m->n_aliases = nn_bigbird_aliases(&m->bigbird, al, 4);
-    for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+    keep_aliases(m, al, nn_bigbird_aliases(&m->bigbird, al, 4));
     return AG_OK;
 }
 
@@ -257,8 +253,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         nn_gpt2_config gc;
         if ((st = nn_gpt2_config_read(&m->cfg, &gc)) || (st = nn_gpt2_declare(&m->ps, &m->gpt2, &gc, head))) return st;
         const char *al[4][2];
-        m->n_aliases = nn_gpt2_aliases(&m->gpt2, al, 4);
-        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        keep_aliases(m, al, nn_gpt2_aliases(&m->gpt2, al, 4));
         return AG_OK;
     }
     if (strcmp(type, "gpt_neo") == 0) {
@@ -272,8 +267,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         if ((st = nn_gpt_neo_config_read(&m->cfg, &gc)) || (st = nn_gpt_neo_declare(&m->ps, &m->gpt_neo, &gc, head)))
             return st;
         const char *al[4][2];
-        m->n_aliases = nn_gpt_neo_aliases(&m->gpt_neo, al, 4);
-        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        keep_aliases(m, al, nn_gpt_neo_aliases(&m->gpt_neo, al, 4));
         return AG_OK;
     }
     if (strcmp(type, "gptj") == 0) {
@@ -286,8 +280,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         nn_gptj_config gc;
         if ((st = nn_gptj_config_read(&m->cfg, &gc)) || (st = nn_gptj_declare(&m->ps, &m->gptj, &gc, head))) return st;
         const char *al[4][2];
-        m->n_aliases = nn_gptj_aliases(&m->gptj, al, 4);
-        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        keep_aliases(m, al, nn_gptj_aliases(&m->gptj, al, 4));
         return AG_OK;
     }
     if (strcmp(type, "openai-gpt") == 0) {
@@ -301,8 +294,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         if ((st = nn_openai_config_read(&m->cfg, &gc)) || (st = nn_openai_declare(&m->ps, &m->openai, &gc, head)))
             return st;
         const char *al[4][2];
-        m->n_aliases = nn_openai_aliases(&m->openai, al, 4);
-        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        keep_aliases(m, al, nn_openai_aliases(&m->openai, al, 4));
         return AG_OK;
     }
     if (strcmp(type, "ctrl") == 0) {
@@ -315,8 +307,7 @@ static ag_status declare_from_config(recipe_model *m, const char *arch) {
         nn_ctrl_config gc;
         if ((st = nn_ctrl_config_read(&m->cfg, &gc)) || (st = nn_ctrl_declare(&m->ps, &m->ctrl, &gc, head))) return st;
         const char *al[4][2];
-        m->n_aliases = nn_ctrl_aliases(&m->ctrl, al, 4);
-        for (int i = 0; i < m->n_aliases; ++i) m->aliases[i] = (ckpt_alias){al[i][0], al[i][1]};
+        keep_aliases(m, al, nn_ctrl_aliases(&m->ctrl, al, 4));
         return AG_OK;
     }
     if (strcmp(type, "bert") == 0 || strcmp(type, "roberta") == 0 || strcmp(type, "xlm-roberta") == 0)
