@@ -500,10 +500,24 @@ static int cmd_tokenizer(int argc, char **argv) {
             inputs[n++] = argv[i];
         }
         if (!ok) return 2;
-        if (!type || !out || vocab <= 0 || n == 0 || (strcmp(type, "wordpiece") && strcmp(type, "bpe"))) {
-            fprintf(stderr, "usage: tapegrad tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json "
-                            "[--cased] [--min-frequency F] --input FILE...\n");
+        if (!type || !out || vocab <= 0 || n == 0 ||
+            (strcmp(type, "wordpiece") && strcmp(type, "bpe") && strcmp(type, "unigram"))) {
+            fprintf(stderr, "usage: tapegrad tokenizer train --type wordpiece|bpe|unigram --vocab-size N "
+                            "--out tok.json|spm.model [--cased] [--min-frequency F] --input FILE...\n");
             return 2;
+        }
+        if (strcmp(type, "unigram") == 0) { /* SentencePiece's recipe; a .model or a tokenizer.json out */
+            data_unigram_train_opts uo = data_unigram_train_defaults(vocab);
+            data_unigram *u = NULL;
+            data_tokenizer t = {0};
+            snprintf(t.source, sizeof t.source, "%s", out);
+            ag_status st = data_unigram_train(&u, inputs, n, &uo);
+            if (!st && ends_with(out, ".model")) st = data_unigram_save(u, out), data_unigram_free(u);
+            else if (!st && !(st = data_tokenizer_attach_unigram(&t, u, false))) st = data_tokenizer_save(&t, out);
+            if (st) { fprintf(stderr, "tapegrad tokenizer train: %s\n", ag_error()); data_tokenizer_free(&t); return 1; }
+            printf("wrote %s: unigram, %d pieces\n", out, vocab);
+            data_tokenizer_free(&t);
+            return 0;
         }
         data_train_opts o = {.kind = strcmp(type, "bpe") == 0 ? DATA_TOK_BPE : DATA_TOK_WORDPIECE,
                              .vocab_size = vocab, .min_frequency = min_freq, .lowercase = !cased};
@@ -600,9 +614,9 @@ static void usage(FILE *f) {
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
             "  convert IN OUT [--config config.json] [--arch CLASS]   model.safetensors <-> checkpoint .h5\n"
-            "  tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json [--cased] --input FILE...\n"
+            "  tokenizer train --type wordpiece|bpe|unigram --vocab-size N --out tok.json|spm.model [--cased] --input FILE...\n"
             "  tokenizer encode|decode --tokenizer PATH --input FILE   one line of ids per line of text\n"
-            "                 PATH: tokenizer.json, or a folder with vocab.txt or vocab.json + merges.txt\n"
+            "                 PATH: tokenizer.json, a SentencePiece .model, or a folder with vocab.txt or vocab.json + merges.txt\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");
