@@ -123,7 +123,8 @@ typedef struct data_doc_shard {
     int64_t n_sents;
     int vocab_size;
     int32_t sep_id;
-    bool continues;      /* document 0 is the rest of the previous shard's last document */
+    bool continues;      /* document 0 is the rest of the previous shard's last document (a
+                          * fragment: counted in n_docs, not in the manifest's split totals) */
     char path[512];
 } data_doc_shard;
 

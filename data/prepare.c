@@ -222,6 +222,8 @@ static ag_status flush_shard(prep *p, split_writer *w) {
     /* a document still open goes on in the next shard */
     w->continues = p->doc == w;
     w->toks.n = 0, w->docs.n = 0, w->sents.n = 0;
+    /* the rest of an open document is this shard's first unit (a fragment, not a new document) */
+    if (w->continues && !push64(&w->docs, 0)) return ag_fail(AG_ERR_MEMORY, "prepare: out of memory");
     return AG_OK;
 }
 
