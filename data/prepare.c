@@ -535,7 +535,12 @@ ag_status data_prepare(const data_prepare_opts *o, data_prepare_stats *stats) {
     if (p.bytes) {
         p.vocab_size = DATA_BYTE_VOCAB, p.sep_id = DATA_BYTE_EOT;
     } else {
-        if ((st = data_tokenizer_load(&p.tok, o->tokenizer))) goto done;
+        if ((st = data_tokenizer_load(&p.tok, o->tokenizer))) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", ag_error());
+            st = ag_fail(st, "prepare: %s", msg);
+            goto done;
+        }
         p.vocab_size = p.tok.n_tokens;
         p.sep_id = data_tokenizer_id(&p.tok, "<|endoftext|>");
         if (p.sep_id < 0) p.sep_id = p.tok.sep_id;

@@ -381,6 +381,9 @@ static int cmd_prepare(int argc, char **argv) {
            (long long)s.tokens[1], (long long)s.docs[1], (double)s.file_bytes / 1e6, out);
     if (s.invalid_utf8)
         fprintf(stderr, "tapegrad prepare: %lld invalid UTF-8 bytes were replaced by U+FFFD\n", (long long)s.invalid_utf8);
+    if (val > 0 && s.docs[1] == 0)
+        fprintf(stderr, "tapegrad prepare: warning: --val %g held out no document of %lld; give more documents "
+                        "(or --docs-by-blank-lines)\n", val, (long long)s.docs[0]);
     return 0;
 }
 
