@@ -38,17 +38,68 @@ ag_status data_shard_write(const char *path, const int32_t *ids, int64_t n, int6
     return AG_OK;
 }
 
+/* A compressed shard (data_doc_shard_read) as a plain token array. */
+static ag_status read_doc_shard(data_shard *s, const char *path) {
+    data_doc_shard d;
+    ag_status st = data_doc_shard_read(&d, path);
+    if (st) return st;
+    s->tokens = d.tokens, s->n = d.n, s->n_docs = d.n_docs, s->vocab_size = d.vocab_size;
+    d.tokens = NULL;
+    data_doc_shard_free(&d);
+    return AG_OK;
+}
+
+/* DIR/train.bin when prepare wrote DIR/manifest.json and train-NNNNN.tgs:
+ * every shard of the split, concatenated. */
+static ag_status read_split(data_shard *s, const char *path) {
+    char dir[512], split[64];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    snprintf(split, sizeof split, "%s", slash ? slash + 1 : path);
+    *strrchr(split, '.') = 0; /* "train.bin" -> "train" */
+    char **files;
+    int n;
+    ag_status st = data_manifest_split(dir, split, &files, &n, NULL, NULL, NULL);
+    if (st) return st;
+    for (int i = 0; i < n && !st; ++i) {
+        data_shard part = {0};
+        st = read_doc_shard(&part, files[i]);
+        int32_t *g = st ? NULL : realloc(s->tokens, (size_t)(s->n + part.n) * sizeof *g);
+        if (!st && !g) st = ag_fail(AG_ERR_MEMORY, "shard %s: out of memory", files[i]);
+        if (!st) {
+            memcpy(g + s->n, part.tokens, (size_t)part.n * sizeof *g);
+            s->tokens = g, s->n += part.n, s->n_docs += part.n_docs, s->vocab_size = part.vocab_size;
+        }
+        free(part.tokens);
+    }
+    for (int i = 0; i < n; ++i) free(files[i]);
+    free(files);
+    if (st) data_shard_free(s);
+    return st;
+}
+
 ag_status data_shard_read(data_shard *s, const char *path) {
     memset(s, 0, sizeof *s);
     snprintf(s->path, sizeof s->path, "%s", path);
+    size_t plen = strlen(path);
+    if (access(path, F_OK) != 0 && plen > 4 && strcmp(path + plen - 4, ".bin") == 0) {
+        char manifest[1024];
+        const char *slash = strrchr(path, '/');
+        snprintf(manifest, sizeof manifest, "%.*s/manifest.json", slash ? (int)(slash - path) : 1, slash ? path : ".");
+        if (access(manifest, F_OK) == 0) return read_split(s, path);
+    }
     FILE *f = fopen(path, "rb");
     if (!f) return ag_fail(AG_ERR_IO, "shard %s: cannot open: %s (hint: run 'tapegrad prepare' first)", path,
                            strerror(errno));
-    char magic[8];
+    char magic[8] = {0};
     uint32_t hdr32[2];
     uint64_t hdr64[2];
     ag_status st = AG_OK;
-    if (fread(magic, 8, 1, f) != 1 || memcmp(magic, MAGIC, 8) != 0) {
+    if (fread(magic, 8, 1, f) == 1 && memcmp(magic, "TGSHARD2", 8) == 0) {
+        fclose(f);
+        return read_doc_shard(s, path);
+    }
+    if (memcmp(magic, MAGIC, 8) != 0) {
         st = ag_fail(AG_ERR_IO, "shard %s: not a tapegrad shard (bad magic)", path);
         goto done;
     }

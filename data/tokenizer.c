@@ -221,18 +221,27 @@ ag_status data_tokenizer_encode(data_tokenizer *t, const char *text, size_t len,
     int64_t bad = data_utf8_sanitize(text, len, &s, &n);
     if (bad < 0) return ag_fail(AG_ERR_MEMORY, "encode: out of memory");
     out->n_invalid += bad;
+    if (t->kind == DATA_TOK_UNIGRAM && bad > 0) {
+        /* SentencePiece replaces invalid bytes itself, after its normaliser has
+         * run (so U+FFFD in the text and an invalid byte segment differently):
+         * give it the raw bytes, counted above */
+        free(s);
+        if (!(s = malloc(len + 1))) return ag_fail(AG_ERR_MEMORY, "encode: out of memory");
+        memcpy(s, text, len), s[len] = 0, n = len;
+    }
     ag_status st = AG_OK;
     /* next[i]: where special token i next occurs at or after `at` (NULL: nowhere),
      * searched again only once `at` has passed it, so many specials stay linear */
     const char *next_small[16], **next = t->n_specials <= 16 ? next_small : malloc((size_t)t->n_specials * sizeof *next);
     if (!next) { free(s); return ag_fail(AG_ERR_MEMORY, "encode: out of memory"); }
-    for (int32_t i = 0; i < t->n_specials; ++i) next[i] = strstr(s, t->tokens[t->specials[i]]);
+    int32_t n_specials = t->literal_specials ? 0 : t->n_specials;
+    for (int32_t i = 0; i < n_specials; ++i) next[i] = strstr(s, t->tokens[t->specials[i]]);
     size_t at = 0;
     while (at < n && !st) {
         /* the earliest special token from here (longest first at equal positions) */
         const char *best = NULL;
         int32_t best_id = -1;
-        for (int32_t i = 0; i < t->n_specials; ++i) {
+        for (int32_t i = 0; i < n_specials; ++i) {
             if (next[i] && next[i] < s + at) next[i] = strstr(s + at, t->tokens[t->specials[i]]);
             if (next[i] && (!best || next[i] < best)) best = next[i], best_id = t->specials[i];
         }
@@ -350,6 +359,16 @@ static bool file_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Whether the file's first non-blank byte is '{' (a tokenizer.json). */
+static bool looks_like_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return true; /* load_json reports the error */
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
+    fclose(f);
+    return c == '{' || c == EOF;
+}
+
 /* vocab.txt: one token per line, the line number is the id. */
 static ag_status load_vocab_txt(data_tokenizer *t, const char *path) {
     size_t n;
@@ -453,27 +472,30 @@ static ag_status load_json(data_tokenizer *t, const char *path) {
         st = ag_fail(AG_ERR_IO, "tokenizer %s: no \"model\" object with a \"type\"", path);
         goto done;
     }
-    if (strcmp(type->valuestring, "Unigram") == 0) {
-        /* HOOK for data/unigram.c: fill t->tokens/vocab from model.vocab ([piece, score] pairs),
-         * set t->kind = DATA_TOK_UNIGRAM and t->ext, then fall through to the added tokens below. */
-        st = ag_fail(AG_ERR_IO, "tokenizer %s: model.type \"Unigram\" is read by data/unigram.c, not linked in",
-                     path);
-        goto done;
+    bool unigram = strcmp(type->valuestring, "Unigram") == 0;
+    if (unigram) { /* the model (and its normaliser) by unigram.c, then the added tokens below */
+        data_unigram *u;
+        if ((st = data_unigram_load(&u, path))) goto done;
+        if ((st = data_tokenizer_attach_unigram(t, u, false))) goto done;
     }
     bool wordpiece = strcmp(type->valuestring, "WordPiece") == 0, bpe = strcmp(type->valuestring, "BPE") == 0;
-    if (!wordpiece && !bpe) {
+    if (unigram) {
+        /* read below: added_tokens and post_processor */
+    } else if (!wordpiece && !bpe) {
         st = ag_fail(AG_ERR_IO, "tokenizer %s: model.type \"%s\" is not WordPiece, BPE or Unigram", path,
                      type->valuestring);
         goto done;
     }
-    if (!cJSON_IsObject(vocab)) {
+    if (!unigram && !cJSON_IsObject(vocab)) {
         st = ag_fail(AG_ERR_IO, "tokenizer %s: model.vocab is missing or not an object", path);
         goto done;
     }
     char where[1200];
     snprintf(where, sizeof where, "tokenizer %s", path);
-    if ((st = load_vocab_object(t, vocab, where))) goto done;
-    if (wordpiece) {
+    if (!unigram && (st = load_vocab_object(t, vocab, where))) goto done;
+    if (unigram) {
+        /* the model is complete: unigram.c read its vocabulary, normaliser and pre-tokenizer */
+    } else if (wordpiece) {
         data_wordpiece_init(t);
         const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
         if (!cJSON_IsObject(norm)) { /* no normalizer: the text is split as it is */
@@ -567,7 +589,13 @@ ag_status data_tokenizer_load(data_tokenizer *t, const char *path) {
     ag_status st;
     if (!is_dir(path)) {
         if (!file_exists(path)) return ag_fail(AG_ERR_IO, "tokenizer %s: no such file or folder", path);
-        st = load_json(t, path);
+        if (looks_like_json(path)) {
+            st = load_json(t, path);
+        } else { /* a SentencePiece .model (a protobuf): Unigram, read as spm_encode reads it */
+            data_unigram *u;
+            st = data_unigram_load(&u, path);
+            if (!st) st = data_tokenizer_attach_unigram(t, u, true);
+        }
     } else {
         char f1[1024], f2[1024];
         snprintf(f1, sizeof f1, "%s/vocab.txt", path);

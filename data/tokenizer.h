@@ -30,6 +30,7 @@
 #define TAPEGRAD_TOKENIZER_H
 
 #include "ag.h"
+#include "unigram.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -127,10 +128,12 @@ struct data_tokenizer {
     bool add_prefix_space;
 
     data_tok_ext ext;           /* Unigram and any later kind */
+    bool literal_specials;      /* a SentencePiece .model: "</s>" in the text is text, as spm_encode reads it */
 };
 
-/* Loads a tokenizer from `path`: a tokenizer.json (model.type WordPiece, BPE;
- * Unigram when data/unigram.c is linked in), or a folder holding vocab.txt
+/* Loads a tokenizer from `path`: a tokenizer.json (model.type WordPiece, BPE
+ * or Unigram), a SentencePiece .model file (Unigram; any file whose first
+ * non-blank byte is not '{'), or a folder holding vocab.txt
  * (WordPiece; tokenizer_config.json's do_lower_case is honoured, default true)
  * or vocab.json + merges.txt (byte-level BPE). Returns AG_OK; AG_ERR_IO naming
  * the file when it is missing, or malformed (with the field). On error `t` is
@@ -235,5 +238,13 @@ void data_bpe_merge_list(const data_tokenizer *t, const char **a, const char **b
 ag_status data_bpe_pretokenize(data_tokenizer *t, const char *text, size_t len,
                                ag_status (*word)(void *ctx, const char *w, size_t n), void *ctx);
 void data_bpe_free(data_tokenizer *t);
+
+/* tok_unigram.c: puts a loaded or trained Unigram model `u` behind this
+ * interface — its pieces become the vocabulary, control pieces and <unk> the
+ * special tokens; `t` owns `u` afterwards (also on error). `t` must be zeroed
+ * (its source set). literal_specials: do not cut special tokens out of the text
+ * (spm_encode's reading, used for .model files). AG_OK, AG_ERR_MEMORY, or
+ * AG_ERR_IO for a piece that appears twice. */
+ag_status data_tokenizer_attach_unigram(data_tokenizer *t, data_unigram *u, bool literal_specials);
 
 #endif

@@ -339,16 +339,20 @@ done:
 
 /* ---------------------------------------------------------------- prepare, pretrain, generate */
 
+/* tapegrad prepare: corpus files to compressed token shards with document and
+ * sentence boundaries, a held-out split and a manifest (data.h). */
 static int cmd_prepare(int argc, char **argv) {
     int ok = 1;
     const char *out = opt(argc, argv, "--out");
     double val = opt_num(argc, argv, "--val", 0.05, &ok);
+    double shard_tokens = opt_num(argc, argv, "--shard-tokens", 0, &ok);
     const char *tok = opt(argc, argv, "--tokenizer");
-    if (!ok) return 2;
-    if (tok && strcmp(tok, "bytes") != 0) {
-        fprintf(stderr, "tapegrad prepare: only the byte-level tokenizer (--tokenizer bytes) exists so far\n");
-        return 2;
+    bool blocks = false, quiet = false;
+    for (int i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--docs-by-blank-lines") == 0) blocks = true, argv[i] = "";
+        else if (strcmp(argv[i], "--quiet") == 0) quiet = true, argv[i] = "";
     }
+    if (!ok) return 2;
     /* every remaining argument after --input is an input file */
     const char *inputs[4096];
     int n = 0;
@@ -359,14 +363,29 @@ static int cmd_prepare(int argc, char **argv) {
         if (!after_input || n == 4096) { fprintf(stderr, "tapegrad prepare: unexpected '%s'\n", argv[i]); return 2; }
         inputs[n++] = argv[i];
     }
-    if (!out || n == 0) { fprintf(stderr, "usage: tapegrad prepare --out DIR [--val 0.05] --input FILE...\n"); return 2; }
-    int64_t n_train, n_val;
-    if (data_prepare_bytes(inputs, n, out, val, &n_train, &n_val)) {
-        fprintf(stderr, "tapegrad prepare: %s\n", ag_error());
+    if (!out || n == 0) {
+        fprintf(stderr, "usage: tapegrad prepare [--tokenizer PATH|bytes] --out DIR [--val 0.05] [--shard-tokens N] "
+                        "[--docs-by-blank-lines] [--quiet] --input FILE...\n");
+        return 2;
+    }
+    data_prepare_opts o = {.tokenizer = tok ? tok : "bytes", .inputs = inputs, .n_inputs = n, .out_dir = out,
+                           .val_fraction = val, .shard_tokens = (int64_t)shard_tokens,
+                           .docs = blocks ? DATA_DOCS_BLANK_LINE : DATA_DOCS_PER_FILE, .progress = !quiet};
+    data_prepare_stats s;
+    if (data_prepare(&o, &s)) {
+        fprintf(stderr, "tapegrad %s\n", ag_error()); /* the message begins "prepare: " */
         return 1;
     }
-    printf("prepared %d file%s: %lld training tokens, %lld held out, in %s/\n", n, n == 1 ? "" : "s",
-           (long long)n_train, (long long)n_val, out);
+    printf("prepared %d file%s (%.1f MB in %.1f s, %.1f MB/s) with %s: train %lld tokens, %lld documents, "
+           "%lld sentences, %lld shards; val %lld tokens, %lld documents; %.1f MB on disk in %s/\n",
+           n, n == 1 ? "" : "s", (double)s.bytes / 1e6, s.seconds, s.seconds > 0 ? (double)s.bytes / 1e6 / s.seconds : 0,
+           o.tokenizer, (long long)s.tokens[0], (long long)s.docs[0], (long long)s.sents[0], (long long)s.shards[0],
+           (long long)s.tokens[1], (long long)s.docs[1], (double)s.file_bytes / 1e6, out);
+    if (s.invalid_utf8)
+        fprintf(stderr, "tapegrad prepare: %lld invalid UTF-8 bytes were replaced by U+FFFD\n", (long long)s.invalid_utf8);
+    if (val > 0 && s.docs[1] == 0)
+        fprintf(stderr, "tapegrad prepare: warning: --val %g held out no document of %lld; give more documents "
+                        "(or --docs-by-blank-lines)\n", val, (long long)s.docs[0]);
     return 0;
 }
 
@@ -530,10 +549,24 @@ static int cmd_tokenizer(int argc, char **argv) {
             inputs[n++] = argv[i];
         }
         if (!ok) return 2;
-        if (!type || !out || vocab <= 0 || n == 0 || (strcmp(type, "wordpiece") && strcmp(type, "bpe"))) {
-            fprintf(stderr, "usage: tapegrad tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json "
-                            "[--cased] [--min-frequency F] --input FILE...\n");
+        if (!type || !out || vocab <= 0 || n == 0 ||
+            (strcmp(type, "wordpiece") && strcmp(type, "bpe") && strcmp(type, "unigram"))) {
+            fprintf(stderr, "usage: tapegrad tokenizer train --type wordpiece|bpe|unigram --vocab-size N "
+                            "--out tok.json|spm.model [--cased] [--min-frequency F] --input FILE...\n");
             return 2;
+        }
+        if (strcmp(type, "unigram") == 0) { /* SentencePiece's recipe; a .model or a tokenizer.json out */
+            data_unigram_train_opts uo = data_unigram_train_defaults(vocab);
+            data_unigram *u = NULL;
+            data_tokenizer t = {0};
+            snprintf(t.source, sizeof t.source, "%s", out);
+            ag_status st = data_unigram_train(&u, inputs, n, &uo);
+            if (!st && ends_with(out, ".model")) st = data_unigram_save(u, out), data_unigram_free(u);
+            else if (!st && !(st = data_tokenizer_attach_unigram(&t, u, false))) st = data_tokenizer_save(&t, out);
+            if (st) { fprintf(stderr, "tapegrad tokenizer train: %s\n", ag_error()); data_tokenizer_free(&t); return 1; }
+            printf("wrote %s: unigram, %d pieces\n", out, vocab);
+            data_tokenizer_free(&t);
+            return 0;
         }
         data_train_opts o = {.kind = strcmp(type, "bpe") == 0 ? DATA_TOK_BPE : DATA_TOK_WORDPIECE,
                              .vocab_size = vocab, .min_frequency = min_freq, .lowercase = !cased};
@@ -619,7 +652,8 @@ static void usage(FILE *f) {
             "                 train a small MLP on XOR and print its tape\n"
             "  bench [--vocab V --positions P --embd C --layers L --heads H --batch B --seq T --steps N --threads N]\n"
             "                 time GPT-2 training steps (forward, backward, AdamW); see bench/run.sh\n"
-            "  prepare --out DIR [--val F] --input FILE...   corpus -> byte-level token shards\n"
+            "  prepare [--tokenizer PATH|bytes] --out DIR [--val F] [--shard-tokens N] [--docs-by-blank-lines] --input FILE...\n"
+            "                 corpus -> compressed token shards with document/sentence boundaries + manifest.json\n"
             "  pretrain --recipe clm --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
@@ -632,9 +666,9 @@ static void usage(FILE *f) {
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
             "  convert IN OUT [--config config.json] [--arch CLASS]   model.safetensors <-> checkpoint .h5\n"
-            "  tokenizer train --type wordpiece|bpe --vocab-size N --out tok.json [--cased] --input FILE...\n"
+            "  tokenizer train --type wordpiece|bpe|unigram --vocab-size N --out tok.json|spm.model [--cased] --input FILE...\n"
             "  tokenizer encode|decode --tokenizer PATH --input FILE   one line of ids per line of text\n"
-            "                 PATH: tokenizer.json, or a folder with vocab.txt or vocab.json + merges.txt\n"
+            "                 PATH: tokenizer.json, a SentencePiece .model, or a folder with vocab.txt or vocab.json + merges.txt\n"
             "  ops            list every differentiable op and its derivative\n"
             "  version        version, BLAS and threads\n"
             "  help           this text\n");

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define UG_DIR FIXTURE_DIR "/unigram"
+#include "tokenizer.h"
 
 /* Reads a whole file into a NUL-terminated buffer. */
 static char *slurp(const char *path, size_t *n) {
@@ -298,6 +299,88 @@ static void test_train(void **state) {
     assert_non_null(strstr(ag_error(), "/nonexistent/corpus.txt"));
 }
 
+/* ---------------------------------------------------------------- behind tokenizer.h */
+
+/* The common interface gives the Unigram model's own ids (so spm_encode's) on
+ * every case, for a .model and a tokenizer.json alike. */
+static void check_common_equals_direct(data_tokenizer *t, data_unigram *u) {
+    size_t nc;
+    char *cases = slurp(UG_DIR "/cases.txt", &nc);
+    char *cl[64];
+    int n = split_lines(cases, nc, cl, 64);
+    int64_t invalid = 0;
+    for (int i = 0; i < n; ++i) {
+        int32_t *want;
+        int64_t k;
+        assert_int_equal(data_unigram_encode(u, cl[i], strlen(cl[i]), &want, &k), AG_OK);
+        data_encoding e = {0};
+        assert_int_equal(data_tokenizer_encode(t, cl[i], strlen(cl[i]), 0, &e), AG_OK);
+        if (e.n != k || (k && memcmp(e.ids, want, (size_t)k * sizeof *want)))
+            fail_msg("%s: case %d (\"%s\") differs from data_unigram_encode", t->source, i + 1, cl[i]);
+        invalid += e.n_invalid;
+        data_encoding_free(&e);
+        free(want);
+    }
+    assert_true(invalid > 0); /* cases.txt holds invalid UTF-8, replaced and counted */
+    free(cases);
+}
+
+static void test_common_interface(void **state) {
+    (void)state;
+    const char *paths[] = {UG_DIR "/tiny.model", UG_DIR "/tiny_bytes.model", UG_DIR "/tiny_bytes.tokenizer.json"};
+    const char *models[] = {UG_DIR "/tiny.model", UG_DIR "/tiny_bytes.model", UG_DIR "/tiny_bytes.model"};
+    for (int p = 0; p < 3; ++p) {
+        data_tokenizer t;
+        if (data_tokenizer_load(&t, paths[p]) != AG_OK) fail_msg("%s", ag_error());
+        assert_int_equal(t.kind, DATA_TOK_UNIGRAM);
+        data_unigram *u = load(models[p]);
+        assert_int_equal(t.n_tokens, data_unigram_vocab_size(u));
+        check_common_equals_direct(&t, u);
+        /* decode through the interface */
+        data_encoding e = {0};
+        const char *s = "The Congress shall make no law.";
+        assert_int_equal(data_tokenizer_encode(&t, s, strlen(s), 0, &e), AG_OK);
+        char *text;
+        assert_int_equal(data_tokenizer_decode(&t, e.ids, e.n, true, &text), AG_OK);
+        assert_string_equal(text, s);
+        free(text);
+        /* pairs: truncation longest-first, then padding refused without a <pad> piece */
+        data_encode_opts o = {.add_special = true, .max_len = 6};
+        assert_int_equal(data_tokenizer_encode_pair(&t, s, "and the people", o, &e), AG_OK);
+        assert_int_equal(e.n, 6);
+        o.pad_to = 10;
+        assert_int_equal(data_tokenizer_encode_pair(&t, s, NULL, o, &e), AG_ERR_ARG);
+        assert_non_null(strstr(ag_error(), paths[p]));
+        /* "</s>" written in the text: text for a .model (spm_encode), the id for a tokenizer.json */
+        data_encoding_reset(&e);
+        assert_int_equal(data_tokenizer_encode(&t, "a</s>", 5, 0, &e), AG_OK);
+        bool has_eos = false;
+        for (int64_t i = 0; i < e.n; ++i) has_eos |= e.ids[i] == data_tokenizer_id(&t, "</s>");
+        assert_int_equal(has_eos, p == 2);
+        data_encoding_free(&e);
+        data_unigram_free(u);
+        data_tokenizer_free(&t);
+    }
+}
+
+/* A .model saved as a tokenizer.json (the precompiled rule table in base64)
+ * reads back to the same ids. */
+static void test_save_json_round_trip(void **state) {
+    (void)state;
+    data_tokenizer t, r;
+    assert_int_equal(data_tokenizer_load(&t, UG_DIR "/tiny.model"), AG_OK);
+    char path[] = "/tmp/tg_unigram_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    if (data_tokenizer_save(&t, path) != AG_OK) fail_msg("%s", ag_error());
+    if (data_tokenizer_load(&r, path) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(r.kind, DATA_TOK_UNIGRAM);
+    check_common_equals_direct(&r, t.ext.impl);
+    data_tokenizer_free(&t), data_tokenizer_free(&r);
+    remove(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_match_spm_encode),
@@ -309,6 +392,8 @@ int main(void) {
         cmocka_unit_test(test_empty_input),
         cmocka_unit_test(test_malformed_files),
         cmocka_unit_test(test_train),
+        cmocka_unit_test(test_common_interface),
+        cmocka_unit_test(test_save_json_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
