@@ -152,7 +152,8 @@ ag_status recipe_collate_mlm(recipe_batch *out, const recipe_corpus *c, const re
 /* nsp: [CLS] A [SEP] B [SEP], B the actual continuation or (next_sentence_prob)
  * taken from another document; MLM over it. Fields input_ids, attention_mask,
  * token_type_ids, labels, next_sentence_label [B] (1 = B is random, as
- * BertForPreTraining). Needs >= 2 documents, T >= 5. */
+ * BertForPreTraining). Needs T >= 5 (with one document, B comes from it,
+ * as the script's 10 tries end). */
 ag_status recipe_collate_nsp(recipe_batch *out, const recipe_corpus *c, const recipe_collate_config *cfg, int B, int T,
                              uint64_t seed, uint64_t index);
 
@@ -196,8 +197,9 @@ ag_status recipe_collate_span(recipe_batch *out, const recipe_corpus *c, const r
 /* denoise, one document: src [n] = <bos> tokens <eos> (its sentences start at
  * sent[0..n_sent), offsets into src, sent[0] = 1) noised in fairseq's order:
  * sentence permutation, token deletion, text infilling, insertion, rotation.
- * dst has room for 2n + 2 ids; returns its length. covered [n] (or NULL)
- * receives 1 for each source token inside a masked or deleted span. */
+ * dst has room for 4n + 8 ids; returns its length, or -1 when out of
+ * memory (ag_error set). covered [n] (or NULL) receives 1 for each source
+ * token inside a masked or deleted span, 0 for the others. */
 int64_t recipe_denoise_row(int32_t *dst, const int32_t *src, int64_t n, const int64_t *sent, int64_t n_sent,
                            const recipe_collate_config *cfg, recipe_rng *r, uint8_t *covered);
 /* The infilling span lengths fairseq draws for a budget of num_to_mask
