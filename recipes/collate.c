@@ -57,6 +57,13 @@ int64_t recipe_rng_int(recipe_rng *r, int64_t lo, int64_t hi) {
     return lo + (int64_t)(u % n);
 }
 
+double collate_py_double(float f) {
+    /* %.7g gives back the shortest decimal that a float holds (0.15f -> "0.15") */
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)f);
+    return strtod(buf, NULL);
+}
+
 double collate_round_half_even(double x) {
     double f = floor(x), d = x - f;
     if (d > 0.5) return f + 1;

@@ -32,13 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The double a Python option holds when the config says f (0.1f -> 0.1). */
-static double py_double(float f) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.7g", (double)f);
-    return strtod(buf, NULL);
-}
-
 /* torch.randperm(n)[:k] into out [k]; perm [n] is scratch. */
 static void randperm_prefix(int64_t *out, int64_t k, int64_t n, int64_t *perm, recipe_rng *r) {
     for (int64_t i = 0; i < n; ++i) perm[i] = i;
@@ -70,7 +63,7 @@ int64_t recipe_denoise_span_lengths(int64_t *lengths, int64_t cap, int64_t num_t
      * same prefix distribution */
     int64_t n = 0, sum = 0;
     while (sum < num_to_mask && n < cap) {
-        lengths[n] = poisson(py_double(lambda), r);
+        lengths[n] = poisson(collate_py_double(lambda), r);
         sum += lengths[n++];
     }
     if (n > 0 && sum > num_to_mask) lengths[n - 1] -= sum - num_to_mask; /* trim to the budget */
@@ -95,7 +88,7 @@ static void insert_noise(row_buf *w, row_buf *tmp, double p, const recipe_collat
     randperm_prefix(where, k, m + k - 2, perm, r);
     uint8_t *noise = (uint8_t *)(perm + m + k); /* [m + k] */
     memset(noise, 0, (size_t)(m + k));
-    const int64_t num_random = (int64_t)ceil((double)k * py_double(cfg->random_ratio));
+    const int64_t num_random = (int64_t)ceil((double)k * collate_py_double(cfg->random_ratio));
     for (int64_t i = 0; i < k; ++i) {
         const int64_t at = where[i] + 1;
         noise[at] = 1;
@@ -134,7 +127,7 @@ int64_t recipe_denoise_row(int32_t *dst, const int32_t *src, int64_t n, const in
 
     /* sentence permutation: sentence k is [sent[k], sent[k+1]), the last ends before <eos> */
     if (cfg->permute_sentence_ratio > 0 && n_sent > 1) {
-        const int64_t m = (int64_t)ceil((double)n_sent * 2 * py_double(cfg->permute_sentence_ratio) / 2.0);
+        const int64_t m = (int64_t)ceil((double)n_sent * 2 * collate_py_double(cfg->permute_sentence_ratio) / 2.0);
         int64_t *subst = scratch, *perm = scratch + n_sent, *order = scratch + 2 * n_sent, *shuf = scratch + 3 * n_sent;
         randperm_prefix(subst, m, n_sent, perm, r);
         for (int64_t k = 0; k < n_sent; ++k) order[k] = k;
@@ -178,7 +171,7 @@ int64_t recipe_denoise_row(int32_t *dst, const int32_t *src, int64_t n, const in
                 memset(keep, 1, (size_t)w.n);
                 /* mask_random for every span first, as fairseq draws the vector */
                 uint8_t *rnd = (uint8_t *)(perm + inner);
-                const double rr = py_double(cfg->random_ratio);
+                const double rr = collate_py_double(cfg->random_ratio);
                 for (int64_t k = 0; k < n_nz; ++k) rnd[k] = recipe_rng_uniform(r) < rr;
                 for (int64_t k = 0; k < n_nz; ++k) {
                     int64_t at = starts[k] + 1;
@@ -197,10 +190,10 @@ int64_t recipe_denoise_row(int32_t *dst, const int32_t *src, int64_t n, const in
         }
     }
 
-    if (cfg->insert_ratio > 0) insert_noise(&w, &tmp, py_double(cfg->insert_ratio), cfg, r, scratch);
+    if (cfg->insert_ratio > 0) insert_noise(&w, &tmp, collate_py_double(cfg->insert_ratio), cfg, r, scratch);
 
     /* document rotation: offset = randint(1, max(1, m - 1)) inclusive */
-    if (cfg->rotate_ratio > 0 && recipe_rng_uniform(r) < py_double(cfg->rotate_ratio)) {
+    if (cfg->rotate_ratio > 0 && recipe_rng_uniform(r) < collate_py_double(cfg->rotate_ratio)) {
         const int64_t m = w.n, off = recipe_rng_int(r, 1, m - 1 > 1 ? m - 1 : 1);
         int64_t at = 0;
         tmp.id[at++] = w.id[0];

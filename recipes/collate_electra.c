@@ -53,7 +53,7 @@ ag_status recipe_collate_electra(recipe_batch *out, const recipe_corpus *c, cons
         for (int64_t t = 0; t < n; ++t)
             if (!collate_is_special(cfg, row[t])) cand[n_cand++] = t;
         if (n_cand == 0) continue;
-        int64_t k = (int64_t)collate_round_half_even((double)n * cfg->electra_mask_prob);
+        int64_t k = (int64_t)collate_round_half_even((double)n * collate_py_double(cfg->electra_mask_prob));
         if (k > cfg->max_predictions) k = cfg->max_predictions;
         if (k < 1) k = 1;
         /* draw all positions first, then mask: a repeated position is one

@@ -48,6 +48,10 @@ void collate_pair_instance(const recipe_corpus *c, const recipe_collate_config *
 ag_status collate_pairs(recipe_batch *out, const recipe_corpus *c, const recipe_collate_config *cfg, int B, int T,
                         uint64_t seed, uint64_t index, bool sop);
 
+/* The double a Python option holds when the config's float says f (0.15f ->
+ * 0.15): the references compute their counts in Python doubles, and
+ * round(10 * 0.15f) = 2 where round(10 * 0.15) = 1. */
+double collate_py_double(float f);
 /* Python's round(): to nearest, ties to even (numpy's np.round as well). */
 double collate_round_half_even(double x);
 /* Fisher-Yates shuffle of n int64s, as random.shuffle (not its stream). */

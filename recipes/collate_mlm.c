@@ -65,7 +65,7 @@ void collate_mask_row(int32_t *ids, int32_t *labels, int64_t n, const recipe_col
         word_at[k] = word_at[k] << 20 | (end - word_at[k]);
     }
     collate_shuffle(word_at, n_words, r);
-    int64_t budget = (int64_t)collate_round_half_even((double)n * cfg->mlm_probability);
+    int64_t budget = (int64_t)collate_round_half_even((double)n * collate_py_double(cfg->mlm_probability));
     if (budget < 1) budget = 1;
     if (budget > cfg->max_predictions) budget = cfg->max_predictions;
     int64_t taken = 0;

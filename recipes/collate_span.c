@@ -37,16 +37,17 @@ ag_status recipe_t5_lengths(int inputs_length, float noise_density, float mean_n
         return ag_fail(AG_ERR_ARG, "t5 lengths: noise_density = %g must be in (0, 1)", noise_density);
     if (!(mean_noise_span_length >= 1))
         return ag_fail(AG_ERR_ARG, "t5 lengths: mean_noise_span_length = %g must be >= 1", mean_noise_span_length);
+    const double density = collate_py_double(noise_density), mean = collate_py_double(mean_noise_span_length);
     /* the longest raw window whose corrupted input still fits */
     int L = inputs_length, in, tg;
     for (;;) {
-        corrupted_lengths(L + 1, noise_density, mean_noise_span_length, &in, &tg);
+        corrupted_lengths(L + 1, density, mean, &in, &tg);
         if (in > inputs_length) break;
         ++L;
     }
-    corrupted_lengths(L, noise_density, mean_noise_span_length, &in, &tg);
+    corrupted_lengths(L, density, mean, &in, &tg);
     /* T5: at density 0.5 the targets could outgrow the inputs; one shorter */
-    if (noise_density == 0.5f && tg > in) --L, --tg;
+    if (density == 0.5 && tg > in) --L, --tg;
     *tokens_length = L;
     *targets_length = tg;
     return AG_OK;
@@ -74,10 +75,11 @@ static void random_segmentation(int *lengths, int num_items, int num_segments, u
 
 void recipe_t5_noise_mask(uint8_t *is_noise, int length, float noise_density, float mean_noise_span_length,
                           recipe_rng *r) {
-    int num_noise = (int)collate_round_half_even((double)length * noise_density);
+    const double density = collate_py_double(noise_density), mean = collate_py_double(mean_noise_span_length);
+    int num_noise = (int)collate_round_half_even((double)length * density);
     if (num_noise < 1) num_noise = 1;
     if (num_noise > length - 1) num_noise = length - 1;
-    int num_spans = (int)collate_round_half_even(num_noise / (double)mean_noise_span_length);
+    int num_spans = (int)collate_round_half_even(num_noise / mean);
     if (num_spans < 1) num_spans = 1;
     const int num_nonnoise = length - num_noise;
     int *noise_len = malloc(2 * (size_t)num_spans * sizeof *noise_len);
@@ -109,7 +111,7 @@ ag_status recipe_collate_span(recipe_batch *out, const recipe_corpus *c, const r
         return st;
     if (B < 1) return ag_fail(AG_ERR_ARG, "collate span: B = %d must be >= 1", B);
     /* the most spans a window can have: every sentinel must be an id */
-    const int max_spans = (int)collate_round_half_even(TT - 1 - collate_round_half_even(L * (double)cfg->noise_density)) + 1;
+    const int max_spans = TT - 1 - (int)collate_round_half_even(L * collate_py_double(cfg->noise_density));
     if (cfg->sentinel_first >= cfg->vocab_size || cfg->sentinel_first - max_spans + 1 < 0)
         return ag_fail(AG_ERR_ARG, "collate span: config sentinel_first = %d cannot count down %d sentinels inside [0, %d)",
                        cfg->sentinel_first, max_spans, cfg->vocab_size);
