@@ -110,8 +110,19 @@ ag_status recipe_collate_span(recipe_batch *out, const recipe_corpus *c, const r
         (st = recipe_t5_lengths(T, cfg->noise_density, cfg->mean_noise_span_length, &L, &TT)))
         return st;
     if (B < 1) return ag_fail(AG_ERR_ARG, "collate span: B = %d must be >= 1", B);
-    /* the most spans a window can have: every sentinel must be an id */
-    const int max_spans = TT - 1 - (int)collate_round_half_even(L * collate_py_double(cfg->noise_density));
+    /* What random_spans_noise_mask will make of a window of L (it clamps to
+     * at least one noise token and one span, which the length formula does
+     * not): Hugging Face raises when that is not T and TT; so do we. */
+    int n_noise = (int)collate_round_half_even(L * collate_py_double(cfg->noise_density));
+    n_noise = n_noise < 1 ? 1 : n_noise > L - 1 ? L - 1 : n_noise;
+    int spans = (int)collate_round_half_even(n_noise / collate_py_double(cfg->mean_noise_span_length));
+    spans = spans < 1 ? 1 : spans;
+    if (L - n_noise + spans + 1 != T || n_noise + spans + 1 != TT)
+        return ag_fail(AG_ERR_ARG,
+                       "collate span: T = %d: a window of %d corrupts to %d inputs and %d targets, not %d and %d "
+                       "(T5's rounding); choose another T",
+                       T, L, L - n_noise + spans + 1, n_noise + spans + 1, T, TT);
+    const int max_spans = spans;
     if (cfg->sentinel_first >= cfg->vocab_size || cfg->sentinel_first - max_spans + 1 < 0)
         return ag_fail(AG_ERR_ARG, "collate span: config sentinel_first = %d cannot count down %d sentinels inside [0, %d)",
                        cfg->sentinel_first, max_spans, cfg->vocab_size);

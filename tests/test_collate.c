@@ -388,8 +388,18 @@ static void test_span(void **state) {
     assert_int_equal(recipe_t5_lengths(512, 0.15f, 3.0f, &L, &TT), AG_OK);
     printf("t5 lengths for inputs 512: tokens %d, targets %d (Hugging Face's run_t5_mlm_flax: 568, 114)\n", L, TT);
     assert_int_equal(L, 568), assert_int_equal(TT, 114);
-    assert_int_equal(recipe_t5_lengths(128, 0.15f, 3.0f, &L, &TT), AG_OK);
-    printf("t5 lengths for inputs 128: tokens %d, targets %d\n", L, TT);
+    /* compute_input_and_target_lengths run in Python (tests/fixtures/collate/t5_lengths.py) */
+    static const int want[][5] = {{8, 8, 2, 10, 8},          {16, 17, 5, 20, 16},     {32, 34, 8, 42, 32},
+                                  {64, 70, 14, 84, 64},      {100, 110, 22, 132, 100}, {128, 141, 29, 170, 128},
+                                  {256, 284, 58, 340, 256},  {384, 426, 86, 510, 384}, {512, 568, 114, 682, 512},
+                                  {1024, 1137, 229, 1364, 1024}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; ++i) {
+        assert_int_equal(recipe_t5_lengths(want[i][0], 0.15f, 3.0f, &L, &TT), AG_OK);
+        assert_int_equal(L, want[i][1]), assert_int_equal(TT, want[i][2]);
+        assert_int_equal(recipe_t5_lengths(want[i][0], 0.5f, 2.0f, &L, &TT), AG_OK); /* density 0.5's correction */
+        assert_int_equal(L, want[i][3]), assert_int_equal(TT, want[i][4]);
+    }
+    printf("t5 lengths equal the Python reference's for 10 input lengths at (0.15, 3) and (0.5, 2)\n");
 
     /* sentinels above the corpus's ids, as T5's <extra_id_k> are above its pieces */
     recipe_collate_config cfg = config();
@@ -718,6 +728,10 @@ static void test_errors(void **state) {
     assert_int_equal(recipe_collate_span(&b, &tiny, &cfg, 2, 512, 0, 0), AG_ERR_ARG);
     assert_non_null(strstr(ag_error(), "corpus has 4 tokens"));
     int L, TT;
+    /* T = 8: the window of 8 has round(1.2) = 1 noise token in round(1/3) = 0
+     * spans by the length formula, but the mask makes one span: 9 inputs */
+    assert_int_equal(recipe_collate_span(&b, &K.c, &cfg, 2, 8, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "corrupts to 9 inputs"));
     assert_int_equal(recipe_t5_lengths(512, 0.0f, 3.0f, &L, &TT), AG_ERR_ARG);
     assert_non_null(strstr(ag_error(), "noise_density"));
 }
