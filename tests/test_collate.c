@@ -9,6 +9,7 @@
 
 #include "collate.h"
 #include "collate_internal.h"
+#include "models.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -736,11 +737,98 @@ static void test_errors(void **state) {
     assert_non_null(strstr(ag_error(), "noise_density"));
 }
 
+
+/* ---------------------------------------------------------------- into the models */
+
+/* Each batch goes into the model family that trains on it (the tiny configs
+ * of the model tests, freshly initialised) and gives a finite loss near
+ * ln V, the loss of a model that knows nothing (BertForPreTraining: ln V +
+ * ln 2 for the two heads). */
+static double model_loss(const char *dir, const recipe_batch *b) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/config.json", FIXTURE_DIR, dir);
+    recipe_model m;
+    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(&m, 1), AG_OK);
+    ag_ctx *ctx = ag_ctx_create(0);
+    int64_t tokens = 0;
+    ag_tensor *loss = recipe_model_loss(ctx, &m, b, &tokens);
+    if (!loss) fail_msg("%s: %s", dir, ag_error());
+    const double v = loss->data[0];
+    ag_ctx_free(ctx);
+    recipe_model_free(&m);
+    return v;
+}
+
+static void test_models_take_batches(void **state) {
+    /* 60 documents of 1..6 sentences of ids in [5, 40) */
+    enum { D = 60 };
+    int32_t toks[D * 6 * 12];
+    int64_t docs[D + 1], sents[D * 6 + 1], n = 0, ns = 0;
+    for (int d = 0; d < D; ++d) {
+        docs[d] = n;
+        for (int s = 0; s < 1 + d % 6; ++s) {
+            sents[ns++] = n;
+            for (int i = 0; i < 2 + (d + s) % 10; ++i) toks[n] = 5 + (int32_t)(ag_rng_u64(3, (uint64_t)n) % 35), ++n;
+        }
+    }
+    docs[D] = n, sents[ns] = n;
+    const recipe_corpus c = {toks, n, docs, D, sents, ns, NULL};
+    recipe_collate_config cfg;
+    recipe_batch b;
+    const int B = 4, T = 16;
+    double l;
+
+    recipe_collate_defaults(&cfg, 40); /* BERT's ids: [PAD] 0, [CLS] 2, [SEP] 3, [MASK] 4 */
+    cfg.pad_id = 0, cfg.cls_id = 2, cfg.sep_id = 3, cfg.mask_id = 4;
+    assert_int_equal(recipe_collate_nsp(&b, &c, &cfg, B, T, 1, 0), AG_OK);
+    printf("  %-52s %.4f (ln 40 = %.4f)\n", "BertForPreTraining on nsp (MLM + NSP)", l = model_loss("bert/bert_pretraining", &b), log(40.0));
+    assert_true(isfinite(l) && l > 0.5 * log(40.0) && l < 2.5 * log(40.0));
+    recipe_batch_free(&b);
+    assert_int_equal(recipe_collate_sop(&b, &c, &cfg, B, T, 1, 0), AG_OK);
+    printf("  %-52s %.4f\n", "AlbertForPreTraining on sop (MLM + SOP)", l = model_loss("albert_electra/albert_pretraining", &b));
+    assert_true(isfinite(l) && l > 0.5 * log(40.0) && l < 2.5 * log(40.0));
+    recipe_batch_free(&b);
+
+    recipe_batch g;
+    assert_int_equal(recipe_collate_electra(&g, &c, &cfg, B, T, 1, 0), AG_OK);
+    float logits[4 * 16 * 40];
+    for (int i = 0; i < B * T * 40; ++i) logits[i] = 2.0f * ag_rng_uniform(5, (uint64_t)i);
+    assert_int_equal(recipe_electra_discriminator(&b, &g, logits, 40, 1.0f, 1, 0), AG_OK);
+    printf("  %-52s %.4f (ln 2 = %.4f)\n", "ElectraForPreTraining on electra's discriminator batch",
+           l = model_loss("albert_electra/electra_discriminator", &b), log(2.0));
+    assert_true(isfinite(l) && l > 0.3 && l < 1.5);
+    recipe_batch_free(&b), recipe_batch_free(&g);
+
+    cfg.pad_id = 1, cfg.cls_id = 0, cfg.sep_id = 2, cfg.mask_id = 3; /* RoBERTa's <s> <pad> </s> <mask> */
+    assert_int_equal(recipe_collate_mlm(&b, &c, &cfg, B, T, 1, 0), AG_OK);
+    printf("  %-52s %.4f\n", "RobertaForMaskedLM on mlm", l = model_loss("bert/roberta_mlm", &b));
+    assert_true(isfinite(l) && l > 0.5 * log(40.0) && l < 2.5 * log(40.0));
+    recipe_batch_free(&b);
+
+    recipe_collate_defaults(&cfg, 40); /* BART's <s> 0, <pad> 1, </s> 2, <mask> 3 */
+    cfg.bos_id = 0, cfg.pad_id = 1, cfg.eos_id = 2, cfg.mask_id = 3;
+    assert_int_equal(recipe_collate_denoise(&b, &c, &cfg, B, T, 1, 0), AG_OK);
+    printf("  %-52s %.4f\n", "BartForConditionalGeneration on denoise", l = model_loss("bart/bart_cond_gen", &b));
+    assert_true(isfinite(l) && l > 0.5 * log(40.0) && l < 2.5 * log(40.0));
+    recipe_batch_free(&b);
+
+    recipe_collate_defaults(&cfg, 100); /* T5: <pad> 0, </s> 1, <extra_id_0> = 99 */
+    cfg.pad_id = 0, cfg.eos_id = 1;
+    assert_int_equal(recipe_collate_span(&b, &c, &cfg, B, T, 1, 0), AG_OK);
+    /* T5 v1.1 initialises its untied lm_head with std 1 (HF's _init_weights),
+     * so a fresh model's loss is far above ln 100 */
+    printf("  %-52s %.4f\n", "T5ForConditionalGeneration on span (untied head, std 1)", l = model_loss("t5/v1_1", &b));
+    assert_true(isfinite(l) && l > 0);
+    recipe_batch_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlm),    cmocka_unit_test(test_whole_word_mask), cmocka_unit_test(test_nsp_sop),
         cmocka_unit_test(test_electra), cmocka_unit_test(test_span),           cmocka_unit_test(test_denoise),
         cmocka_unit_test(test_tlm),    cmocka_unit_test(test_ctrl),            cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_models_take_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
