@@ -43,18 +43,23 @@ static void randperm_prefix(int64_t *out, int64_t k, int64_t n, int64_t *perm, r
     }
 }
 
-/* Poisson(lambda) by inversion of fairseq's table: P(k) = e^-l l^k / k!, k < 128. */
+/* Poisson(lambda) by inversion of fairseq's table: P(k) = e^-l l^k / k! for
+ * k = 0, 1, ... up to the first P(k) < 1e-7 (at most 128 entries), which
+ * torch.distributions.Categorical then normalises. */
 static int64_t poisson(double lambda, recipe_rng *r) {
-    double u = recipe_rng_uniform(r), p = exp(-lambda), cdf = 0, total = 0, pk = p;
-    for (int k = 0; k < 128; ++k) total += pk, pk *= lambda / (k + 1);
-    u *= total; /* torch.distributions.Categorical normalises the table */
-    pk = p;
-    for (int k = 0; k < 128; ++k) {
-        cdf += pk;
-        if (u < cdf) return k;
-        pk *= lambda / (k + 1);
+    double ps[128], total = 0, pk = exp(-lambda);
+    int n = 0;
+    while (n < 128) {
+        ps[n++] = pk, total += pk;
+        if (pk < 0.0000001) break;
+        pk *= lambda / n;
     }
-    return 127;
+    double u = recipe_rng_uniform(r) * total, cdf = 0;
+    for (int k = 0; k < n; ++k) {
+        cdf += ps[k];
+        if (u < cdf) return k;
+    }
+    return n - 1;
 }
 
 int64_t recipe_denoise_span_lengths(int64_t *lengths, int64_t cap, int64_t num_to_mask, float lambda, recipe_rng *r) {
