@@ -589,6 +589,21 @@ static void test_denoise(void **state) {
         for (int i = 2; i < 21; ++i) assert_true(dst[i] == dst[i - 1] + 1 || (dst[i - 1] == FIRST_WORD + 20 && dst[i] == FIRST_WORD + 1));
     }
 
+    /* Every noise at its most (lambda 0.5: most spans are zero-length inserts)
+     * stays inside the promised 4n + 8 and keeps <bos> ... <eos> */
+    recipe_collate_config most = cfg;
+    most.mask_ratio = 1, most.insert_ratio = 1, most.delete_ratio = 0.5f, most.rotate_ratio = 1, most.poisson_lambda = 0.5f;
+    for (int it = 0; it < 3000; ++it) {
+        recipe_rng q = recipe_rng_example(17, (uint64_t)it, 0);
+        const int n = 2 + it % 60;
+        src[0] = BOS, src[n - 1] = EOS;
+        for (int i = 1; i < n - 1; ++i) src[i] = FIRST_WORD + i;
+        int64_t sents[3] = {1, 1 + (n - 2) / 3, 1 + 2 * (n - 2) / 3};
+        const int64_t m = recipe_denoise_row(dst, src, n, sents, n >= 5 ? 3 : 1, &most, &q, covered);
+        assert_true(m >= 2 && m <= 4 * n + 8);
+        assert_int_equal(dst[0], BOS), assert_int_equal(dst[m - 1], EOS);
+    }
+
     /* The batch: labels the clean <bos> ... <eos>, inputs never longer than T */
     recipe_collate_config all = cfg;
     all.delete_ratio = 0.1f, all.insert_ratio = 0.1f, all.rotate_ratio = 0.5f;
