@@ -13,6 +13,7 @@
  * (+ sum(pooled * dout_pooled)). Also: parameter totals of the published
  * sizes, Hugging Face's init, bad configs and batches refused by name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -26,19 +27,6 @@
 
 #define OWN FIXTURE_DIR "/albert_electra"
 
-/* Reads a float dataset into a malloc'd array (NULL if absent); its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 static void load_model(recipe_model *m, recipe_batch *b, const char *dir) {
     char path[512];
@@ -55,7 +43,7 @@ static void load_model(recipe_model *m, recipe_batch *b, const char *dir) {
 static ag_tensor *dot_with(ag_ctx *ctx, hid_t e, const char *name, ag_tensor *x) {
     if (!x) return NULL;
     int64_t n = 0;
-    float *d = read_h5(e, name, &n);
+    float *d = h5_read_floats(e, name, &n);
     assert_non_null(d);
     assert_int_equal(n, x->numel);
     ag_tensor *dout = ag_from(ctx, d, x->ndim, x->shape, false);
@@ -82,7 +70,7 @@ static void check_case(const char *name, int64_t want_tokens) {
     snprintf(path, sizeof path, "%s/expected.h5", dir);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     recipe_model m;
     recipe_batch b;
     load_model(&m, &b, dir);
@@ -93,43 +81,8 @@ static void check_case(const char *name, int64_t want_tokens) {
     if (!loss) fail_msg("%s", ag_error());
     if (!bare) assert_int_equal(tokens, want_tokens);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* the model-wide gradient scale, for the tensors whose true gradient is 0 */
-    float **want = calloc((size_t)m.ps.n, sizeof *want);
-    double global = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char gname[300];
-        int64_t n = 0;
-        snprintf(gname, sizeof gname, "grads/%s", m.ps.p[i]->name);
-        if (!(want[i] = read_h5(e, gname, &n))) fail_msg("%s: no %s", path, gname);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
-    }
-    /* As in test_bert: a tensor whose true gradient is zero (the key bias,
-     * which softmax cancels) holds float rounding noise on both sides, so it
-     * is held to 1e-6 of the model's largest gradient; every other tensor to
-     * 1e-4 (check_close). */
-    int bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double tmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            tmax = fmax(tmax, fabs(want[i][j]));
-            worst = fmax(worst, fabs(t->grad[j] - want[i][j]));
-        }
-        if (tmax < 1e-6 * global) {
-            for (int64_t j = 0; j < t->numel; ++j)
-                if (fabs(t->grad[j]) > 1e-6 * global) {
-                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
-                    bad++;
-                    break;
-                }
-        } else {
-            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
-        }
-        free(want[i]);
-    }
-    free(want);
+    double worst;
+    int bad = family_compare_grads(&m.ps, e, path, &worst);
     printf("%-22s %-33s loss %11.7f (PyTorch %11.7f), %3lld gradients, largest difference %.2e\n", name, m.arch,
            loss->data[0], want_loss[0], (long long)m.ps.n, worst);
     assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));

@@ -13,6 +13,7 @@
  * bart-large and m2m100_418M, init, the sinusoid table, bad configs and bad
  * batches refused by name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -26,108 +27,16 @@
 
 #define OWN FIXTURE_DIR "/bart"
 
-/* Reads a float dataset into a malloc'd array; its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
-/* Builds the config's class (or `arch`), loads `weights` and the batch. */
-static void load_model(recipe_model *m, recipe_batch *b, const char *dir, const char *config, const char *arch,
-                       const char *weights) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, config);
-    if (recipe_model_declare(m, path, arch) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s", dir, weights);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
-}
 
-/* The loss (within 1e-5 relative) and every parameter's gradient (within
- * 1e-4 of grads/<name>) of the class on the folder's batch. */
-static void check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
-                                 int64_t want_tokens) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    load_model(&m, &b, dir, config, arch, weights);
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens;
-    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* Every expected gradient first, for the model-wide scale. */
-    float **want = calloc((size_t)m.ps.n, sizeof *want);
-    double global = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no %s", path, name);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
-    }
-    /* A tensor whose true gradient is zero (the key bias: q.b_k is added to
-     * every score of a row and softmax cancels it) holds float32 rounding
-     * noise, ~1e-8 of the model's largest gradient, on both sides; its
-     * tensor-relative tolerance would be noise too. Such a tensor (expected
-     * max below 1e-6 of the model's) must be zero within 1e-6 of the model's
-     * scale; every other to 1e-4 (check_close). */
-    int bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double tmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            tmax = fmax(tmax, fabs(want[i][j]));
-            worst = fmax(worst, fabs(t->grad[j] - want[i][j]));
-        }
-        if (tmax < 1e-6 * global) {
-            for (int64_t j = 0; j < t->numel; ++j)
-                if (fabs(t->grad[j]) > 1e-6 * global) {
-                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
-                    bad++;
-                    break;
-                }
-        } else {
-            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
-        }
-        free(want[i]);
-    }
-    free(want);
-    printf("%-16s %-21s %-32s loss %.7f (PyTorch %.7f), %lld gradients, largest difference %.2e\n",
-           strrchr(dir, '/') + 1, weights, m.arch, loss->data[0], want_loss[0], (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
-}
 
 
 /* Each class against the hand-written PyTorch transcription. */
 static void test_classes_match_pytorch(void **state) {
-    check_loss_and_grads(OWN "/bart_cond_gen", "config.json", NULL, "model.safetensors", 10);
-    check_loss_and_grads(OWN "/bart_cond_gen_dec", "config.json", NULL, "model.safetensors", 10);
-    check_loss_and_grads(OWN "/bart_seqcls", "config.json", NULL, "model.safetensors", 2);
-    check_loss_and_grads(OWN "/m2m100_cond_gen", "config.json", NULL, "model.safetensors", 10);
+    family_check_loss_and_grads(OWN "/bart_cond_gen", "config.json", NULL, "model.safetensors", 10);
+    family_check_loss_and_grads(OWN "/bart_cond_gen_dec", "config.json", NULL, "model.safetensors", 10);
+    family_check_loss_and_grads(OWN "/bart_seqcls", "config.json", NULL, "model.safetensors", 2);
+    family_check_loss_and_grads(OWN "/m2m100_cond_gen", "config.json", NULL, "model.safetensors", 10);
 }
 
 /* A full state_dict (model.encoder.embed_tokens.weight, model.decoder.
@@ -136,7 +45,7 @@ static void test_classes_match_pytorch(void **state) {
 static void test_tied_copies_load(void **state) {
     recipe_model m, m2;
     recipe_batch b;
-    load_model(&m, &b, OWN "/bart_cond_gen", "config.json", NULL, "model.safetensors");
+    family_load(&m, &b, OWN "/bart_cond_gen", "config.json", NULL, "model.safetensors");
     assert_int_equal(m.n_aliases, 3);
     char path[] = "/tmp/tapegrad-bart-XXXXXX";
     int fd = mkstemp(path);
@@ -308,7 +217,7 @@ static void test_bad_configs(void **state) {
 static void test_bad_batches(void **state) {
     recipe_model m;
     recipe_batch b;
-    load_model(&m, &b, OWN "/bart_seqcls", "config.json", NULL, "model.safetensors");
+    family_load(&m, &b, OWN "/bart_seqcls", "config.json", NULL, "model.safetensors");
     ag_ctx *ctx = ag_ctx_create(0);
     const ag_ints *ids = recipe_batch_get(&b, "input_ids"), *labels = recipe_batch_get(&b, "labels"),
                   *mask = recipe_batch_get(&b, "attention_mask");

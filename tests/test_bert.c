@@ -12,6 +12,7 @@
  * reproduces the Hugging Face fixture to 1e-15. Also: parameter counts of the
  * published sizes, Hugging Face's init, bad configs refused by field name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -31,19 +32,6 @@
 /* The largest |gradient| of the Hugging Face fixture (expected.h5 grads_f64). */
 #define MAX_HF_GRAD 0.5738
 
-/* Reads a float dataset into a malloc'd array; its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 static bool hf_fixture_present(void) {
     FILE *f = fopen(HF_BERT "/model_hf.safetensors", "rb");
@@ -51,93 +39,14 @@ static bool hf_fixture_present(void) {
     return f != NULL;
 }
 
-/* Builds the config's class (or `arch`), loads `weights` and the batch. */
-static void load_model(recipe_model *m, recipe_batch *b, const char *dir, const char *config, const char *arch,
-                       const char *weights) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, config);
-    if (recipe_model_declare(m, path, arch) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s", dir, weights);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
-}
 
-/* The loss (within 1e-5 relative) and every parameter's gradient (within
- * 1e-4 of grads/<name>) of the class on the folder's batch. */
-static void check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
-                                 int64_t want_tokens) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    load_model(&m, &b, dir, config, arch, weights);
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens;
-    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* Every expected gradient first, for the model-wide scale. */
-    float **want = calloc((size_t)m.ps.n, sizeof *want);
-    double global = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no %s", path, name);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
-    }
-    /* A tensor whose true gradient is zero (the key bias: q.b_k is added to
-     * every score of a row and softmax cancels it) holds float32 rounding
-     * noise, ~1e-8 of the model's largest gradient, on both sides; its
-     * tensor-relative tolerance would be noise too. Such a tensor (expected
-     * max below 1e-6 of the model's) must be zero within 1e-6 of the model's
-     * scale; every other to 1e-4 (check_close). */
-    int bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double tmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            tmax = fmax(tmax, fabs(want[i][j]));
-            worst = fmax(worst, fabs(t->grad[j] - want[i][j]));
-        }
-        if (tmax < 1e-6 * global) {
-            for (int64_t j = 0; j < t->numel; ++j)
-                if (fabs(t->grad[j]) > 1e-6 * global) {
-                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
-                    bad++;
-                    break;
-                }
-        } else {
-            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
-        }
-        free(want[i]);
-    }
-    free(want);
-    printf("%-16s %-21s %-32s loss %.7f (PyTorch %.7f), %lld gradients, largest difference %.2e\n",
-           strrchr(dir, '/') + 1, weights, m.arch, loss->data[0], want_loss[0], (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
-}
 
 static void test_masked_lm_matches_hugging_face(void **state) {
     if (!hf_fixture_present()) skip();
     /* save_pretrained's file (decoder weight and bias dropped, re-tied by the
      * aliases) and the full state_dict (tied copies present, checked equal) */
-    check_loss_and_grads(HF_BERT, "config.json", NULL, "model_hf.safetensors", 8);
-    check_loss_and_grads(HF_BERT, "config.json", NULL, "model.safetensors", 8);
+    family_check_loss_and_grads(HF_BERT, "config.json", NULL, "model_hf.safetensors", 8);
+    family_check_loss_and_grads(HF_BERT, "config.json", NULL, "model.safetensors", 8);
 }
 
 /* The fixture's train_trajectory: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8,
@@ -146,7 +55,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
     if (!hf_fixture_present()) skip();
     recipe_model m;
     recipe_batch b;
-    load_model(&m, &b, HF_BERT, "config.json", NULL, "model_hf.safetensors");
+    family_load(&m, &b, HF_BERT, "config.json", NULL, "model_hf.safetensors");
     optim_config oc = optim_adamw_defaults();
     oc.weight_decay = 0.01;
     oc.decay_rule = OPTIM_DECAY_ALL;
@@ -154,7 +63,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
     assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
     hid_t e = H5Fopen(HF_BERT "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     int64_t n_losses;
-    float *losses = read_h5(e, "train/losses", &n_losses);
+    float *losses = h5_read_floats(e, "train/losses", &n_losses);
     assert_int_equal(n_losses, 20);
     ag_ctx *ctx = ag_ctx_create(0);
     for (int s = 0; s < 20; ++s) {
@@ -172,7 +81,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
         char name[300];
         int64_t n = 0;
         snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
-        float *p = read_h5(e, name, &n);
+        float *p = h5_read_floats(e, name, &n);
         assert_non_null(p);
         const ag_tensor *t = m.ps.p[i];
         /* As for GPT-2: an element whose true gradient is 0 but whose float32
@@ -189,9 +98,9 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
          * others, among them the exact zeros of unused embedding rows that
          * only weight decay moves, to 1e-4. */
         snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g0 = read_h5(e, name, NULL);
+        float *g0 = h5_read_floats(e, name, NULL);
         snprintf(name, sizeof name, "grads_f64/%s", t->name);
-        float *g64 = read_h5(e, name, NULL);
+        float *g64 = h5_read_floats(e, name, NULL);
         assert_non_null(g0);
         assert_non_null(g64);
         float *want = malloc((size_t)n * sizeof(float));
@@ -228,13 +137,13 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
 
 /* The other classes against the hand-written PyTorch transcription. */
 static void test_other_classes_match_pytorch(void **state) {
-    check_loss_and_grads(OWN "/bert_pretraining", "config.json", NULL, "model.safetensors", 4 + 2); /* MLM + NSP */
-    check_loss_and_grads(OWN "/bert_seqcls", "config.json", NULL, "model.safetensors", 2);
-    check_loss_and_grads(OWN "/bert_regression", "config.json", NULL, "model.safetensors", 2);
-    check_loss_and_grads(OWN "/roberta_mlm", "config.json", NULL, "model.safetensors", 4);
-    check_loss_and_grads(OWN "/roberta_seqcls", "config.json", NULL, "model.safetensors", 6); /* 2 rows x 3 labels */
-    check_loss_and_grads(OWN "/distilbert_mlm", "config.json", NULL, "model.safetensors", 4);
-    check_loss_and_grads(OWN "/distilbert_seqcls", "config.json", NULL, "model.safetensors", 2);
+    family_check_loss_and_grads(OWN "/bert_pretraining", "config.json", NULL, "model.safetensors", 4 + 2); /* MLM + NSP */
+    family_check_loss_and_grads(OWN "/bert_seqcls", "config.json", NULL, "model.safetensors", 2);
+    family_check_loss_and_grads(OWN "/bert_regression", "config.json", NULL, "model.safetensors", 2);
+    family_check_loss_and_grads(OWN "/roberta_mlm", "config.json", NULL, "model.safetensors", 4);
+    family_check_loss_and_grads(OWN "/roberta_seqcls", "config.json", NULL, "model.safetensors", 6); /* 2 rows x 3 labels */
+    family_check_loss_and_grads(OWN "/distilbert_mlm", "config.json", NULL, "model.safetensors", 4);
+    family_check_loss_and_grads(OWN "/distilbert_seqcls", "config.json", NULL, "model.safetensors", 2);
 }
 
 /* Writes text to a temporary config file and returns its path. */
@@ -268,7 +177,7 @@ static void test_xlm_roberta_is_roberta(void **state) {
         fail_msg("%s", ag_error());
     assert_int_equal(recipe_batch_load(&b, OWN "/roberta_mlm/inputs.json"), AG_OK);
     hid_t e = H5Fopen(OWN "/roberta_mlm/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    float *want = read_h5(e, "loss", NULL);
+    float *want = h5_read_floats(e, "loss", NULL);
     ag_ctx *ctx = ag_ctx_create(0);
     ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
     assert_non_null(loss);
@@ -397,7 +306,7 @@ static void test_bad_configs(void **state) {
 static void test_bad_batches(void **state) {
     recipe_model m;
     recipe_batch b;
-    load_model(&m, &b, OWN "/bert_pretraining", "config.json", NULL, "model.safetensors");
+    family_load(&m, &b, OWN "/bert_pretraining", "config.json", NULL, "model.safetensors");
     ag_ctx *ctx = ag_ctx_create(0);
     const ag_ints *ids = recipe_batch_get(&b, "input_ids"), *labels = recipe_batch_get(&b, "labels"),
                   *mask = recipe_batch_get(&b, "attention_mask");

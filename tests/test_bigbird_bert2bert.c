@@ -12,6 +12,7 @@
  * with it. Also: parameter totals of bert-base-uncased -> bert-base-uncased
  * BERT2BERT and of google/bigbird-roberta-base, bad configs refused by name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -25,19 +26,6 @@
 
 #define BB_DIR FIXTURE_DIR "/bigbird"
 
-/* Reads a float dataset into a malloc'd array; its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 /* Builds the config's class (arch NULL: architectures[0]) and loads `weights`. */
 static void load_model(recipe_model *m, const char *config, const char *arch, const char *weights) {
@@ -61,7 +49,7 @@ static int compare_grads(hid_t e, const ag_params *ps, double *worst) {
         char name[300];
         int64_t n = 0;
         snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
-        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no gradient in the fixture", name);
+        if (!(want[i] = h5_read_floats(e, name, &n))) fail_msg("%s: no gradient in the fixture", name);
         assert_int_equal(n, ps->p[i]->numel);
         for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
     }
@@ -104,7 +92,7 @@ static void check_fixture(const char *dir, int64_t want_params, int64_t want_tok
     assert_int_equal(recipe_batch_load(&b, inputs), AG_OK);
     hid_t e = H5Fopen(expected, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     ag_ctx *ctx = ag_ctx_create(0);
     int64_t tokens = 0;
     ag_tensor *loss = recipe_model_loss(ctx, m, &b, &tokens);
@@ -164,7 +152,7 @@ static float *read_expected(const char *dir, const char *name, int64_t *n) {
     snprintf(path, sizeof path, "%s/expected.h5", dir);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *x = read_h5(e, name, n);
+    float *x = h5_read_floats(e, name, n);
     H5Fclose(e);
     assert_non_null(x);
     return x;

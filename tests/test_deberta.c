@@ -17,6 +17,7 @@
  * microsoft/deberta-base and microsoft/deberta-v3-base, Hugging Face's init,
  * bad configs refused by field name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -29,18 +30,6 @@
 
 #define OWN FIXTURE_DIR "/deberta"
 
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 /* The loss (within 1e-5 relative) and every parameter's gradient (within 1e-4,
  * check_close) of the folder's class on its batch. */
@@ -49,7 +38,7 @@ static void check_loss_and_grads(const char *dir, int64_t want_tokens) {
     snprintf(path, sizeof path, "%s/expected.h5", dir);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     recipe_model m;
     recipe_batch b;
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -66,45 +55,8 @@ static void check_loss_and_grads(const char *dir, int64_t want_tokens) {
     if (!loss) fail_msg("%s", ag_error());
     assert_int_equal(tokens, want_tokens);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* Every expected gradient first, for the model-wide scale. */
-    float **want = calloc((size_t)m.ps.n, sizeof *want);
-    double global = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(want[i] = read_h5(e, name, &n))) fail_msg("%s: no %s", dir, name);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
-    }
-    /* As in test_bert.c: a tensor whose true gradient is 0 holds float32
-     * rounding noise on our side. Here those are the key biases and v2's
-     * pos_key_proj.bias: q_i . b is added to every score of row i (by the
-     * content term and by c2p alike) and softmax cancels it. Such a tensor
-     * (expected max below 1e-6 of the model's) must be zero within 1e-6 of
-     * the model's scale; every other to 1e-4 (check_close). */
-    int bad = 0;
-    double worst = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double tmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            tmax = fmax(tmax, fabs(want[i][j]));
-            worst = fmax(worst, fabs(t->grad[j] - want[i][j]));
-        }
-        if (tmax < 1e-6 * global) {
-            for (int64_t j = 0; j < t->numel; ++j)
-                if (fabs(t->grad[j]) > 1e-6 * global) {
-                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
-                    bad++;
-                    break;
-                }
-        } else {
-            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
-        }
-        free(want[i]);
-    }
-    free(want);
+    double worst;
+    int bad = family_compare_grads(&m.ps, e, dir, &worst);
     printf("%-18s %-36s loss %.7f (PyTorch %.7f), %lld parameters in %lld tensors, largest gradient difference "
            "%.2e\n", strrchr(dir, '/') + 1, m.arch, loss->data[0], want_loss[0], (long long)m.ps.total,
            (long long)m.ps.n, worst);
@@ -132,8 +84,8 @@ static void test_log_buckets(void **state) {
     hid_t f = H5Fopen(OWN "/buckets.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
     int64_t n = 0;
-    float *rel = read_h5(f, "relative", &n), *b256 = read_h5(f, "bucket_256_512", NULL),
-          *b4 = read_h5(f, "bucket_4_16", NULL);
+    float *rel = h5_read_floats(f, "relative", &n), *b256 = h5_read_floats(f, "bucket_256_512", NULL),
+          *b4 = h5_read_floats(f, "bucket_4_16", NULL);
     int bad = 0;
     for (int64_t i = 0; i < n; ++i) {
         const int r = (int)rel[i];

@@ -11,6 +11,7 @@
  * the released sizes (declared only, never allocated), the initialisation,
  * and bad configs refused by field name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -24,20 +25,6 @@
 
 #define DEC_DIR FIXTURE_DIR "/decoders"
 
-/* Reads a float dataset into a malloc'd array; its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    if (!H5Lexists(f, name, H5P_DEFAULT)) return NULL;
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 /* Loads <family>/config.json through the registry and <family>/model.safetensors
  * into it, runs the class's loss on inputs.json and backward, and compares
@@ -64,7 +51,7 @@ static void check_family(const char *family, int64_t want_params) {
     snprintf(path, sizeof path, "%s/%s/expected.h5", DEC_DIR, family);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want = read_h5(e, "loss", NULL);
+    float *want = h5_read_floats(e, "loss", NULL);
     assert_non_null(want);
     double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
@@ -75,7 +62,7 @@ static void check_family(const char *family, int64_t want_params) {
         char name[300];
         int64_t n = 0;
         snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = read_h5(e, name, &n))) fail_msg("%s: expected.h5 has no %s", family, name);
+        if (!(g[i] = h5_read_floats(e, name, &n))) fail_msg("%s: expected.h5 has no %s", family, name);
         assert_int_equal(n, m.ps.p[i]->numel);
         for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
     }

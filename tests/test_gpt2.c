@@ -8,6 +8,7 @@
  * losses and final parameters within 1e-4. Also: parameter counts of the
  * standard configs, the GPT-2 init, and bad configs refused by field name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -24,19 +25,6 @@
 #endif
 #define GPT2_DIR HF_FIXTURE_DIR "/gpt2"
 
-/* Reads a float dataset into a malloc'd array; its element count into *n. */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 static bool fixture_present(void) {
     FILE *f = fopen(GPT2_DIR "/model_hf.safetensors", "rb");
@@ -58,7 +46,7 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
     const char *files[] = {GPT2_DIR "/model_hf.safetensors", GPT2_DIR "/model.safetensors"};
     hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     for (int k = 0; k < 2; ++k) {
         recipe_model m;
         recipe_batch b;
@@ -76,7 +64,7 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
             char name[300];
             int64_t n = 0;
             snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-            float *g = read_h5(e, name, &n);
+            float *g = h5_read_floats(e, name, &n);
             assert_non_null(g);
             assert_int_equal(n, m.ps.p[i]->numel);
             bad += !check_close(m.ps.p[i]->name, m.ps.p[i]->grad, g, n, 1e-4, 1e-4);
@@ -105,7 +93,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
     assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
     hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     int64_t n_losses;
-    float *losses = read_h5(e, "train/losses", &n_losses);
+    float *losses = h5_read_floats(e, "train/losses", &n_losses);
     assert_int_equal(n_losses, 20);
     ag_ctx *ctx = ag_ctx_create(0);
     for (int s = 0; s < 20; ++s) {
@@ -123,7 +111,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
         char name[300];
         int64_t n = 0;
         snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
-        float *p = read_h5(e, name, &n);
+        float *p = h5_read_floats(e, name, &n);
         assert_non_null(p);
         const ag_tensor *t = m.ps.p[i];
         /* An element whose true gradient is 0 (the key bias: q.b_k is added to
@@ -133,7 +121,7 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
          * direction. Such elements (first gradient below 1e-5 of the tensor's
          * mean) are held to what 20 such steps can do; all others to 1e-4. */
         snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g0 = read_h5(e, name, NULL);
+        float *g0 = h5_read_floats(e, name, NULL);
         assert_non_null(g0);
         double mean_g = 0;
         for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;

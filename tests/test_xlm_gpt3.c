@@ -11,6 +11,7 @@
  * sequence the GPT-3 model is GPT-2 bit for bit; parameter totals of the
  * released sizes; the initialisation; bad configs refused by field name.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -23,20 +24,6 @@
 
 #define DIR FIXTURE_DIR "/xlm_gpt3"
 
-/* Reads a float dataset into a malloc'd array (NULL when absent). */
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    if (!H5Lexists(f, name, H5P_DEFAULT)) return NULL;
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
 
 /* Builds <name>/config.json's class, loads its weights and batch. */
 static void load_case(const char *name, recipe_model *m, recipe_batch *b) {
@@ -70,7 +57,7 @@ static void check_case(const char *name, int64_t want_params, int64_t want_token
     snprintf(path, sizeof path, "%s/%s/expected.h5", DIR, name);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want = read_h5(e, "loss", NULL);
+    float *want = h5_read_floats(e, "loss", NULL);
     assert_non_null(want);
     const double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     /* PyTorch's gradients (NULL for a tensor that needs none), and the largest of them all */
@@ -80,7 +67,7 @@ static void check_case(const char *name, int64_t want_params, int64_t want_token
         char key[300];
         int64_t n = 0;
         snprintf(key, sizeof key, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = read_h5(e, key, &n))) continue;
+        if (!(g[i] = h5_read_floats(e, key, &n))) continue;
         assert_int_equal(n, m.ps.p[i]->numel);
         for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
     }

@@ -1,0 +1,98 @@
+/* family.c: the shared checks of the model-family tests (see family.h). */
+#include "family.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+float *h5_read_floats(hid_t f, const char *name, int64_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t sp = H5Dget_space(d);
+    int64_t count = H5Sget_simple_extent_npoints(sp);
+    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
+    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Sclose(sp);
+    H5Dclose(d);
+    if (n) *n = count;
+    return x;
+}
+
+void family_load(recipe_model *m, recipe_batch *b, const char *dir, const char *config, const char *arch,
+                 const char *weights) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, config);
+    if (recipe_model_declare(m, path, arch) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
+    snprintf(path, sizeof path, "%s/%s", dir, weights);
+    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    snprintf(path, sizeof path, "%s/inputs.json", dir);
+    assert_int_equal(recipe_batch_load(b, path), AG_OK);
+}
+
+int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double *worst) {
+    /* every reference gradient first, for the model-wide scale */
+    float **want = calloc((size_t)ps->n, sizeof *want);
+    double global = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
+        if (!(want[i] = h5_read_floats(e, name, &n))) fail_msg("%s: no %s", what, name);
+        assert_int_equal(n, ps->p[i]->numel);
+        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
+    }
+    int bad = 0;
+    *worst = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        const ag_tensor *t = ps->p[i];
+        double tmax = 0;
+        for (int64_t j = 0; j < t->numel; ++j) {
+            tmax = fmax(tmax, fabs(want[i][j]));
+            *worst = fmax(*worst, fabs(t->grad[j] - want[i][j]));
+        }
+        if (tmax < 1e-6 * global) {
+            for (int64_t j = 0; j < t->numel; ++j)
+                if (fabs(t->grad[j]) > 1e-6 * global) {
+                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
+                    bad++;
+                    break;
+                }
+        } else {
+            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
+        }
+        free(want[i]);
+    }
+    free(want);
+    return bad;
+}
+
+void family_check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
+                                 int64_t want_tokens) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/expected.h5", dir);
+    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(e >= 0);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
+    recipe_model m;
+    recipe_batch b;
+    family_load(&m, &b, dir, config, arch, weights);
+    ag_ctx *ctx = ag_ctx_create(0);
+    int64_t tokens;
+    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+    if (!loss) fail_msg("%s", ag_error());
+    if (want_tokens >= 0) assert_int_equal(tokens, want_tokens);
+    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+    double worst;
+    int bad = family_compare_grads(&m.ps, e, path, &worst);
+    printf("%-18s %-21s %-34s loss %.7f (reference %.7f), %lld gradients, largest difference %.2e\n",
+           strrchr(dir, '/') + 1, weights, m.arch, loss->data[0], want_loss[0], (long long)m.ps.n, worst);
+    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
+    assert_int_equal(bad, 0);
+    ag_ctx_free(ctx);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+    free(want_loss);
+    H5Fclose(e);
+}
