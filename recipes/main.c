@@ -12,6 +12,7 @@
 #include "data.h"
 #include "generate.h"
 #include "models.h"
+#include "pretrain.h"
 #include "recipes.h"
 #include "tokenizer.h"
 
@@ -415,12 +416,28 @@ static int cmd_pretrain(int argc, char **argv) {
         .stop_at = opt_int(argc, argv, "--stop-at", 0, &ok),
     };
     int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    const char *gen_config = opt(argc, argv, "--generator-config"), *tgt_data = opt(argc, argv, "--tgt-data");
     for (int i = 2; i < argc; ++i)
         if (strcmp(argv[i], "--resume") == 0) { o.resume = true; argv[i] = ""; }
     if (!ok || leftovers(argc, argv, 2)) return 2;
     if (!o.schedule) o.schedule = "cosine";
-    if (!recipe || strcmp(recipe, "clm") != 0) {
-        fprintf(stderr, "tapegrad pretrain: --recipe clm is the recipe that exists so far\n");
+    /* every recipe but clm: the collators' trainer (pretrain.h) */
+    if (recipe && strcmp(recipe, "clm") != 0) {
+        recipe_objective obj;
+        if (recipe_objective_from_name(recipe, &obj)) { fprintf(stderr, "tapegrad %s\n", ag_error()); return 2; }
+        if (!o.config_path || !o.data_dir || !o.out_dir || o.log_every < 1 ||
+            o.eval_batches < 1) {
+            fprintf(stderr, "usage: tapegrad pretrain --recipe %s --config model.json --data DIR --out RUN "
+                            "[--generator-config gen.json (electra)] [--tgt-data DIR (tlm)] [options]\n", recipe);
+            return 2;
+        }
+        ag_set_threads(threads);
+        recipe_pretrain_opts po = {.train = o, .recipe = recipe, .generator_config = gen_config, .tgt_data_dir = tgt_data};
+        if (recipe_pretrain(&po)) { fprintf(stderr, "tapegrad pretrain: %s\n", ag_error()); return 1; }
+        return 0;
+    }
+    if (!recipe) {
+        fprintf(stderr, "tapegrad pretrain: --recipe mlm|nsp|sop|electra|clm|span|denoise|tlm|ctrl is needed\n");
         return 2;
     }
     if (!o.config_path || !o.data_dir || !o.out_dir) {
@@ -654,7 +671,7 @@ static void usage(FILE *f) {
             "                 time GPT-2 training steps (forward, backward, AdamW); see bench/run.sh\n"
             "  prepare [--tokenizer PATH|bytes] --out DIR [--val F] [--shard-tokens N] [--docs-by-blank-lines] --input FILE...\n"
             "                 corpus -> compressed token shards with document/sentence boundaries + manifest.json\n"
-            "  pretrain --recipe clm --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
+            "  pretrain --recipe clm|mlm|nsp|sop|electra|span|denoise|tlm|ctrl --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
