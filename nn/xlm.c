@@ -261,11 +261,19 @@ static ag_tensor *hidden_mask(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, 
 }
 
 ag_tensor *nn_xlm_forward(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, const ag_ints *langs,
-                          const ag_ints *token_type_ids, const ag_ints *attention_mask) {
+                          const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *position_ids) {
     const nn_xlm_config *c = &m->cfg;
     if (nn_causal_lm_check("xlm", ids, attention_mask, 0, c->max_position_embeddings)) return NULL;
-    if (!same_shape("langs", langs, ids) || !same_shape("token_type_ids", token_type_ids, ids)) return NULL;
+    if (!same_shape("langs", langs, ids) || !same_shape("token_type_ids", token_type_ids, ids) ||
+        !same_shape("position_ids", position_ids, ids))
+        return NULL;
     const int64_t B = ids->shape[0], T = ids->shape[1];
+    for (int64_t i = 0; position_ids && i < B * T; ++i)
+        if (position_ids->data[i] < 0 || position_ids->data[i] >= c->max_position_embeddings) {
+            ag_fail(AG_ERR_ARG, "xlm: position_ids[%lld][%lld] = %d is outside [0, max_position_embeddings = %d)",
+                    (long long)(i / T), (long long)(i % T), position_ids->data[i], c->max_position_embeddings);
+            return NULL;
+        }
     const bool use_langs = langs && m->lang_embeddings.w;
     if (use_langs)
         for (int64_t i = 0; i < B * T; ++i)
@@ -281,8 +289,11 @@ ag_tensor *nn_xlm_forward(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, cons
     if (!mask || !key_mask) return NULL;
     for (int64_t i = 0; i < B * T; ++i) key_mask->data[i] = mask->data[i] != 0;
 
+    /* positions 0..T-1 for every row ([T,C], broadcast), or the batch's own
+     * ([B,T,C]: TLM restarts them at the second sentence of a pair) */
     ag_tensor *h = ag_add(ctx, nn_embedding_forward(ctx, &m->embeddings, ids), /* [B,T,C] */
-                          nn_embedding_forward(ctx, &m->position_embeddings, nn_causal_lm_positions(ctx, T, 0)));
+                          nn_embedding_forward(ctx, &m->position_embeddings,
+                                               position_ids ? position_ids : nn_causal_lm_positions(ctx, T, 0)));
     if (use_langs) h = ag_add(ctx, h, nn_embedding_forward(ctx, &m->lang_embeddings, langs));
     if (token_type_ids) h = ag_add(ctx, h, nn_embedding_forward(ctx, &m->embeddings, token_type_ids));
     h = ag_dropout(ctx, nn_norm_forward(ctx, &m->layer_norm_emb, h), c->dropout);
@@ -306,8 +317,8 @@ static ag_tensor *summary_logits(ag_ctx *ctx, const nn_xlm *m, ag_tensor *hidden
 }
 
 ag_tensor *nn_xlm_loss(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, const ag_ints *langs,
-                       const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *labels,
-                       int64_t *n_tokens) {
+                       const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *position_ids,
+                       const ag_ints *labels, int64_t *n_tokens) {
     if (m->head == NN_XLM_MODEL) {
         ag_fail(AG_ERR_STATE, "xlm: XLMModel has no loss (use XLMWithLMHeadModel or XLMForSequenceClassification)");
         return NULL;
@@ -316,7 +327,7 @@ ag_tensor *nn_xlm_loss(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, const a
         ag_fail(AG_ERR_ARG, "xlm: the loss needs \"labels\"");
         return NULL;
     }
-    ag_tensor *h = nn_xlm_forward(ctx, m, ids, langs, token_type_ids, attention_mask); /* [B,T,C] */
+    ag_tensor *h = nn_xlm_forward(ctx, m, ids, langs, token_type_ids, attention_mask, position_ids); /* [B,T,C] */
     if (!h) return NULL;
     if (m->head == NN_XLM_SEQ_CLS)
         return nn_bert_classifier_loss(ctx, summary_logits(ctx, m, h), labels, m->cfg.problem,

@@ -100,18 +100,20 @@ int nn_xlm_aliases(const nn_xlm *m, const char *alias[][2], int cap);
 /* ids [B,T]; langs [B,T] or NULL (ignored without language embeddings);
  * token_type_ids [B,T] or NULL (XLM adds embeddings[token_type_ids], as HF
  * does); attention_mask [B,T] or NULL (then a token is real when the row has
- * more than t tokens that are not pad_index, HF's `lengths`). Returns the
- * last hidden states [B,T,C], or NULL: a shape that differs from ids, T beyond
- * max_position_embeddings, a language id outside [0, n_langs), an op's error. */
+ * more than t tokens that are not pad_index, HF's `lengths`); position_ids
+ * [B,T] or NULL (0..T-1 for every row; TLM restarts them at a pair's second
+ * sentence). Returns the last hidden states [B,T,C], or NULL: a shape that
+ * differs from ids, T or a position beyond max_position_embeddings, a language
+ * id outside [0, n_langs), an op's error. */
 ag_tensor *nn_xlm_forward(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, const ag_ints *langs,
-                          const ag_ints *token_type_ids, const ag_ints *attention_mask);
+                          const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *position_ids);
 /* The class's loss: XLMWithLMHeadModel's unshifted cross-entropy over labels
  * [B,T], or XLMForSequenceClassification's over labels [B] (or [B,num_labels]
  * multi-label). *n_tokens receives the number of counted labels. Returns the
  * [1] loss, or NULL: XLMModel (no loss), labels of the wrong shape, the
  * forward's errors. */
 ag_tensor *nn_xlm_loss(ag_ctx *ctx, const nn_xlm *m, const ag_ints *ids, const ag_ints *langs,
-                       const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *labels,
-                       int64_t *n_tokens);
+                       const ag_ints *token_type_ids, const ag_ints *attention_mask, const ag_ints *position_ids,
+                       const ag_ints *labels, int64_t *n_tokens);
 
 #endif

@@ -446,7 +446,7 @@ ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b
         return nn_deberta_loss(ctx, &m->deberta, ids, recipe_batch_get(b, "token_type_ids"), mask, labels, tokens);
     case RECIPE_FAMILY_XLM:
         return nn_xlm_loss(ctx, &m->xlm, ids, recipe_batch_get(b, "langs"), recipe_batch_get(b, "token_type_ids"),
-                           mask, labels, tokens);
+                           mask, recipe_batch_get(b, "position_ids"), labels, tokens);
     case RECIPE_FAMILY_GPT3:
         if (!m->gpt3.gpt2.lm_head) {
             ag_fail(AG_ERR_ARG, "loss: %s has no loss; use GPT3LMHeadModel", m->arch);

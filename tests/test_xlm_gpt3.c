@@ -128,6 +128,47 @@ static void test_gpt3_banded_matches_pytorch(void **state) { check_case("gpt3", 
  * weights through nn_gpt2_lm_loss (the GPT-2 inside) and nn_gpt3_lm_loss give
  * the same loss and the same gradients, bit for bit. With the fixture's band
  * of 3 the loss differs. */
+/* TLM's position_ids: the batch's own positions replace 0..T-1. Explicit
+ * 0..T-1 gives the same loss bit for bit; positions restarted at the middle
+ * (a pair's second sentence) give another; a position past the table is an
+ * error naming position_ids. */
+static void test_xlm_position_ids(void **state) {
+    recipe_model m;
+    recipe_batch b;
+    load_case("xlm_mlm", &m, &b);
+    const ag_ints *ids = recipe_batch_get(&b, "input_ids");
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    int32_t *pos = malloc((size_t)(B * T) * sizeof(int32_t));
+    float loss[3];
+    for (int k = 0; k < 3; ++k) {
+        for (int64_t i = 0; i < B * T; ++i) pos[i] = (int32_t)(k == 1 ? (i % T) % (T / 2) : i % T);
+        assert_true(b.n < RECIPE_BATCH_MAX);
+        if (k > 0) {
+            snprintf(b.name[b.n], sizeof b.name[b.n], "position_ids");
+            b.field[b.n++] = ag_ints_wrap(pos, 2, AG_SHAPE(B, T));
+        }
+        ag_ctx *ctx = ag_ctx_create(0);
+        ag_tensor *l = recipe_model_loss(ctx, &m, &b, NULL);
+        if (!l) fail_msg("%s", ag_error());
+        loss[k] = l->data[0];
+        ag_ctx_free(ctx);
+        if (k > 0) b.n--; /* pos is ours, not the batch's */
+    }
+    assert_memory_equal(&loss[0], &loss[2], sizeof(float)); /* explicit 0..T-1 */
+    assert_true(loss[0] != loss[1]);
+    pos[0] = 100000;
+    snprintf(b.name[b.n], sizeof b.name[b.n], "position_ids");
+    b.field[b.n++] = ag_ints_wrap(pos, 2, AG_SHAPE(B, T));
+    ag_ctx *ctx = ag_ctx_create(0);
+    assert_null(recipe_model_loss(ctx, &m, &b, NULL));
+    assert_non_null(strstr(ag_error(), "position_ids"));
+    b.n--;
+    ag_ctx_free(ctx);
+    free(pos);
+    recipe_batch_free(&b);
+    recipe_model_free(&m);
+}
+
 static void test_gpt3_wide_band_is_gpt2_bit_for_bit(void **state) {
     recipe_model m;
     recipe_batch b;
@@ -321,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_xlm_clm_sinusoidal_matches_pytorch),
         cmocka_unit_test(test_xlm_seqcls_matches_pytorch),
         cmocka_unit_test(test_gpt3_banded_matches_pytorch),
+        cmocka_unit_test(test_xlm_position_ids),
         cmocka_unit_test(test_gpt3_wide_band_is_gpt2_bit_for_bit),
         cmocka_unit_test(test_parameter_counts),
         cmocka_unit_test(test_xlm_init),
