@@ -41,6 +41,10 @@ static void write_file(const char *name, const char *text) {
     fclose(f);
 }
 
+/* tlm's second language: every content id shifted by this, so a pair's two
+ * sentences are a word-for-word "translation" of each other */
+static int translate_shift;
+
 /* One split's shard in folder sub: n_docs documents of the chain. */
 static void write_split(const char *sub, const char *split, int n_docs, uint64_t seed, bool control) {
     int32_t tokens[8192];
@@ -57,7 +61,7 @@ static void write_split(const char *sub, const char *split, int n_docs, uint64_t
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             int len = 5 + (int)((r >> 33) % 5);
             for (int i = 0; i < len; ++i) {
-                tokens[n++] = x;
+                tokens[n++] = 7 + (x - 7 + translate_shift) % 33;
                 x = 7 + ((x - 7) * (control && code == 6 ? 5 : 7) + 3) % 33;
             }
         }
@@ -94,6 +98,9 @@ static int setup(void **state) {
     ag_set_threads(1);
     write_data("data", false);
     write_data("ctrl-data", true);
+    translate_shift = 11; /* the same documents, "translated" */
+    write_data("tgt-data", false);
+    translate_shift = 0;
     write_file("mlm.json", "{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], " ENC "}");
     write_file("nsp.json", "{\"model_type\": \"bert\", \"architectures\": [\"BertForPreTraining\"], " ENC "}");
     write_file("sop.json", "{\"model_type\": \"albert\", \"architectures\": [\"AlbertForPreTraining\"], "
@@ -116,6 +123,10 @@ static int setup(void **state) {
                                "\"decoder_ffn_dim\": 64, \"max_position_embeddings\": 32, \"dropout\": 0.0, "
                                "\"attention_dropout\": 0.0, \"activation_dropout\": 0.0, \"pad_token_id\": 0, "
                                "\"bos_token_id\": 2, \"eos_token_id\": 3, \"decoder_start_token_id\": 3}");
+    write_file("tlm.json", "{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], \"vocab_size\": 40, "
+                           "\"emb_dim\": 32, \"n_layers\": 1, \"n_heads\": 2, \"max_position_embeddings\": 48, "
+                           "\"dropout\": 0.0, \"attention_dropout\": 0.0, \"pad_index\": 0, \"n_langs\": 2, "
+                           "\"use_lang_emb\": true, \"mask_index\": 4}");
     write_file("ctrl.json", "{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"vocab_size\": 40, "
                             "\"n_positions\": 32, \"n_embd\": 32, \"dff\": 64, \"n_layer\": 1, \"n_head\": 2, "
                             "\"resid_pdrop\": 0.0, \"embd_pdrop\": 0.0}");
@@ -166,6 +177,22 @@ static void test_sop_learns(void **state) { (void)state; learns("sop", "sop.json
 static void test_electra_learns(void **state) { (void)state; learns("electra", "disc.json", "data", 24); }
 static void test_span_learns(void **state) { (void)state; learns("span", "span.json", "data", 24); }
 static void test_denoise_learns(void **state) { (void)state; learns("denoise", "denoise.json", "data", 24); }
+/* tlm: pairs of aligned documents from data/ and tgt-data/, languages 0 and 1,
+ * positions restarted at the second sentence (XLM reads position_ids). */
+static void test_tlm_learns(void **state) {
+    (void)state;
+    double first = NAN, last = NAN;
+    static char tgt[128];
+    snprintf(tgt, sizeof tgt, "%s/tgt-data", dir);
+    recipe_pretrain_opts po = opts("tlm", "tlm.json", "data", "tlm", 40, 48);
+    po.tgt_data_dir = tgt;
+    po.first_val = &first, po.last_val = &last;
+    if (recipe_pretrain(&po)) fail_msg("tlm: %s", ag_error());
+    print_message("%-8s held-out loss %.4f -> %.4f\n", "tlm", first, last);
+    assert_true(isfinite(first) && isfinite(last));
+    assert_true(last < first - 0.1);
+}
+
 static void test_ctrl_learns(void **state) { (void)state; learns("ctrl", "ctrl.json", "ctrl-data", 24); }
 
 /* The parameters saved in run/ckpt.h5, in a fresh registry of the config. */
@@ -281,7 +308,8 @@ int main(void) {
         cmocka_unit_test(test_mlm_learns),     cmocka_unit_test(test_nsp_learns),
         cmocka_unit_test(test_sop_learns),     cmocka_unit_test(test_electra_learns),
         cmocka_unit_test(test_span_learns),    cmocka_unit_test(test_denoise_learns),
-        cmocka_unit_test(test_ctrl_learns),    cmocka_unit_test(test_resume_mlm),
+        cmocka_unit_test(test_ctrl_learns),    cmocka_unit_test(test_tlm_learns),
+        cmocka_unit_test(test_resume_mlm),
         cmocka_unit_test(test_resume_span),    cmocka_unit_test(test_electra_shares_embeddings),
         cmocka_unit_test(test_errors),
     };
