@@ -14,18 +14,21 @@
 #   4. tapegrad translate on a sentence of our own.
 #
 # Usage: scripts/translate-demo.sh [RUN_DIR]   (default runs/translate)
-# Environment: MINUTES (4), STEPS (3000), MAX_CHARS (80), THREADS (2), BUILD (build),
+# Environment: MINUTES (5), STEPS (3000), MAX_CHARS (80), THREADS (2), BUILD (build),
 #              CONFIG (configs/t5-s2s-tiny.json)
 set -eu
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/translate}
-MINUTES=${MINUTES:-4}
+MINUTES=${MINUTES:-5}
 STEPS=${STEPS:-3000}
 MAX_CHARS=${MAX_CHARS:-80}
 THREADS=${THREADS:-2}
 BUILD=${BUILD:-build}
 CONFIG=${CONFIG:-configs/t5-s2s-tiny.json}
 DATA=$RUN/data
+# OpenMP's idle workers spin by default; on a machine shared with other jobs
+# that spinning costs more than the threads bring to a model this small
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$DATA"
 
 # ---- 1. the modules
