@@ -9,6 +9,8 @@
  *   choose           greedy: argmax; sampling: temperature, top-k, top-p and a
  *                    seeded draw; beam search: BeamSearchScorer.process
  * until max_length, eos, or (beam search) the scorer says it is done.
+ * An encoder-decoder's step is its decoder's, over the encoder's states
+ * computed once before the first step (recipe_generate_s2s, at the end).
  */
 #include "generate.h"
 

@@ -10,6 +10,11 @@
  * whole sequence. Both give the same tokens; the cache is the fast path and
  * the re-run the reference it is tested against.
  *
+ * Encoder-decoders (T5, BART, M2M-100: recipe_generate_s2s) share the same
+ * strategies and step loop: the encoder runs once, the decoder starts from
+ * decoder_start_token_id, and its cross-attention keys and values are
+ * computed once (s2s_cache.h). See docs/seq2seq.md.
+ *
  * What it is not: batched generation of several prompts, or a tokenizer
  * (`tapegrad generate` reads the prompt as bytes, ids 0..255).
  */
