@@ -61,8 +61,8 @@ ag_status recipe_decoder_info_get(const recipe_model *m, recipe_decoder_info *d)
         break;
     }
     default:
-        return ag_fail(AG_ERR_ARG, "generate: %s is not a decoder (gpt2, gpt_neo, gptj, openai-gpt and ctrl are)",
-                       m->arch);
+        return ag_fail(AG_ERR_ARG, "generate: %s is not a decoder (gpt2, gpt_neo, gptj, openai-gpt and ctrl are; "
+                       "for t5, bart and m2m_100 use `tapegrad translate`)", m->arch);
     }
     if (!head) return ag_fail(AG_ERR_ARG, "generate: %s has no LM head to generate with (use its LM-head class)", m->arch);
     /* every family but GPT-2 keeps eos_token_id only in the config file */

@@ -661,18 +661,28 @@ static int cmd_translate(int argc, char **argv) {
     g.length_penalty = (float)opt_num(argc, argv, "--length-penalty", 1.0, &ok);
     g.repetition_penalty = (float)opt_num(argc, argv, "--repetition-penalty", 1.0, &ok);
     g.forced_bos_token_id = opt_int(argc, argv, "--forced-bos", -1, &ok);
-    g.eos_token_id = -2; /* the config's */
+    g.eos_token_id = opt_int(argc, argv, "--eos", -2, &ok); /* -2: the config's; -1: none */
     int threads = opt_int(argc, argv, "--threads", 0, &ok);
-    for (int i = 2; i < argc; ++i)
+    bool bench = false;
+    for (int i = 2; i < argc; ++i) {
         if (strcmp(argv[i], "--no-cache") == 0) { g.use_cache = false; argv[i] = ""; }
+        else if (strcmp(argv[i], "--greedy") == 0) { argv[i] = ""; } /* the default */
+        else if (strcmp(argv[i], "--sample") == 0) { g.do_sample = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--bench") == 0) { bench = true; argv[i] = ""; }
+    }
+    g.temperature = (float)opt_num(argc, argv, "--temperature", 1.0, &ok);
+    g.top_k = opt_int(argc, argv, "--top-k", 0, &ok);
+    g.top_p = (float)opt_num(argc, argv, "--top-p", 1.0, &ok);
+    g.seed = (uint64_t)opt_int(argc, argv, "--seed", 0, &ok);
     if (!ok || leftovers(argc, argv, 2)) return 2;
     if (!run || !text) {
         fprintf(stderr, "usage: tapegrad translate --checkpoint RUN --text TEXT [--num-beams N --max-new N "
-                        "--length-penalty L --repetition-penalty R --forced-bos ID --no-cache]\n");
+                        "--length-penalty L --repetition-penalty R --forced-bos ID --eos ID --sample --temperature T "
+                        "--top-k K --top-p P --seed S --no-cache --bench]\n");
         return 2;
     }
     ag_set_threads(threads);
-    if (recipe_translate(run, text, &g, stdout)) { fprintf(stderr, "tapegrad translate: %s\n", ag_error()); return 1; }
+    if (recipe_translate(run, text, &g, bench, stdout)) { fprintf(stderr, "tapegrad translate: %s\n", ag_error()); return 1; }
     return 0;
 }
 
@@ -695,7 +705,10 @@ static void usage(FILE *f) {
             "  train-s2s --config model.json --data pairs.tsv --out RUN [--vocab --max-src --max-tgt --steps\n"
             "           --batch --lr --warmup --schedule --eval-every --save-every --minutes --num-beams --seed]\n"
             "                 a T5/BART/M2M-100 on source<TAB>target pairs, with a BPE tokenizer trained on them\n"
-            "  translate --checkpoint RUN --text TEXT [--num-beams N --max-new N --no-cache]\n"
+            "  translate --checkpoint RUN --text TEXT [--num-beams N --max-new N --length-penalty L\n"
+            "           --repetition-penalty R --forced-bos ID --eos ID --sample --temperature T --top-k K\n"
+            "           --top-p P --seed S --no-cache --bench]   with a train-s2s run's tokenizer and checkpoint;\n"
+            "                 --bench: tokens/s with and without the cache (eos ignored)\n"
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"

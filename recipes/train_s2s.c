@@ -423,7 +423,8 @@ done:
 
 /* ---------------------------------------------------------------- translate */
 
-ag_status recipe_translate(const char *run_dir, const char *text, const recipe_gen_config *gc, FILE *out) {
+ag_status recipe_translate(const char *run_dir, const char *text, const recipe_gen_config *gc, bool bench,
+                           FILE *out) {
     ag_status st;
     data_tokenizer tok;
     memset(&tok, 0, sizeof tok);
@@ -446,9 +447,34 @@ ag_status recipe_translate(const char *run_dir, const char *text, const recipe_g
     recipe_gen_config g = *gc;
     if (g.eos_token_id < -1) g.eos_token_id = info.eos_token_id;
     int n;
-    if ((st = encode_side(&tok, text, 1 << 20, info.eos_token_id, &ids, &n)) ||
-        (st = translate_ids(ctx, &rm, &tok, &g, ids, n, &result)))
+    if ((st = encode_side(&tok, text, 1 << 20, info.eos_token_id, &ids, &n))) goto done;
+    if (bench) {
+        /* the same target with and without the cache; no eos, so both run the full length */
+        g.eos_token_id = -1, g.forced_eos_token_id = -1;
+        const size_t cap = (size_t)g.max_new_tokens + 2;
+        int32_t *a = malloc(cap * sizeof(int32_t)), *b = malloc(cap * sizeof(int32_t));
+        int na = 0, nb = 0;
+        double t[2];
+        for (int k = 0; k < 2 && a && b && st == AG_OK; ++k) {
+            g.use_cache = k == 0;
+            const double t0 = now_s();
+            st = recipe_generate_s2s(ctx, &rm, &g, ids, n, k ? b : a, k ? &nb : &na, NULL, NULL, NULL);
+            t[k] = now_s() - t0;
+        }
+        if (!a || !b) st = ag_fail(AG_ERR_MEMORY, "translate --bench: out of memory");
+        if (st == AG_OK) {
+            const bool same = na == nb && memcmp(a, b, (size_t)na * sizeof(int32_t)) == 0;
+            fprintf(out, "{\"model\": \"%s\", \"source_tokens\": %d, \"new_tokens\": %d, \"beams\": %d, "
+                         "\"cached_tokens_per_s\": %.1f, \"uncached_tokens_per_s\": %.1f, \"speedup\": %.2f, "
+                         "\"same_tokens\": %s}\n", rm.arch, n, na - 1, g.num_beams, (na - 1) / t[0], (na - 1) / t[1],
+                    t[1] / t[0], same ? "true" : "false");
+            if (!same) st = ag_fail(AG_ERR_NUMERIC, "translate --bench: the cached and uncached runs differ");
+        }
+        free(a);
+        free(b);
         goto done;
+    }
+    if ((st = translate_ids(ctx, &rm, &tok, &g, ids, n, &result))) goto done;
     fprintf(out, "%s\n", result);
 done:
     free(result);

@@ -22,6 +22,8 @@
 
 #include "ag.h"
 
+#include <stdbool.h>
+
 #include <stdio.h>
 
 typedef struct recipe_s2s_opts {
@@ -57,9 +59,13 @@ ag_status recipe_train_s2s(const recipe_s2s_opts *o);
 
 /* `tapegrad translate`: loads run_dir's tokenizer.json and ckpt.h5,
  * translates `text` with `g` (recipe_gen_config from generate.h; eos from the
- * config when g->eos_token_id < -1) and writes the translation to out.
- * Errors: a missing run file (named), generation's errors. */
+ * config when g->eos_token_id < -1) and writes the translation to out. With
+ * bench: generates max_new_tokens tokens (eos ignored) with and without the
+ * cache, checks they agree and writes one JSON line of tokens/s and the
+ * speed-up instead. Errors: a missing run file (named), generation's errors,
+ * (bench) cached and uncached tokens that differ. */
 struct recipe_gen_config;
-ag_status recipe_translate(const char *run_dir, const char *text, const struct recipe_gen_config *g, FILE *out);
+ag_status recipe_translate(const char *run_dir, const char *text, const struct recipe_gen_config *g, bool bench,
+                           FILE *out);
 
 #endif

@@ -337,7 +337,7 @@ static void test_train_s2s(void **state) {
     FILE *mem = fmemopen(buf, sizeof buf - 1, "w");
     recipe_gen_config g = recipe_gen_defaults();
     g.max_new_tokens = 12, g.eos_token_id = -2;
-    if (recipe_translate(run, "one two three", &g, mem) != AG_OK) fail_msg("%s", ag_error());
+    if (recipe_translate(run, "one two three", &g, false, mem) != AG_OK) fail_msg("%s", ag_error());
     fclose(mem);
     printf("  translate 'one two three' -> %s", buf);
     assert_true(strlen(buf) > 1);
