@@ -446,6 +446,9 @@ ag_status recipe_translate(const char *run_dir, const char *text, const recipe_g
     if (!(ctx = ag_ctx_create(0))) { st = ag_fail(AG_ERR_MEMORY, "translate: out of memory"); goto done; }
     recipe_gen_config g = *gc;
     if (g.eos_token_id < -1) g.eos_token_id = info.eos_token_id;
+    /* as Hugging Face's generation config, taken from the model's config */
+    if (g.forced_bos_token_id < 0) g.forced_bos_token_id = info.forced_bos_token_id;
+    if (g.forced_eos_token_id < 0) g.forced_eos_token_id = info.forced_eos_token_id;
     int n;
     if ((st = encode_side(&tok, text, 1 << 20, info.eos_token_id, &ids, &n))) goto done;
     if (bench) {

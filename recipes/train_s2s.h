@@ -59,7 +59,8 @@ ag_status recipe_train_s2s(const recipe_s2s_opts *o);
 
 /* `tapegrad translate`: loads run_dir's tokenizer.json and ckpt.h5,
  * translates `text` with `g` (recipe_gen_config from generate.h; eos from the
- * config when g->eos_token_id < -1) and writes the translation to out. With
+ * config when g->eos_token_id < -1; forced_bos/eos_token_id from the config
+ * when g's are < 0) and writes the translation to out. With
  * bench: generates max_new_tokens tokens (eos ignored) with and without the
  * cache, checks they agree and writes one JSON line of tokens/s and the
  * speed-up instead. Errors: a missing run file (named), generation's errors,
