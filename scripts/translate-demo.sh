@@ -14,13 +14,13 @@
 #   4. tapegrad translate on a sentence of our own.
 #
 # Usage: scripts/translate-demo.sh [RUN_DIR]   (default runs/translate)
-# Environment: MINUTES (5), STEPS (1000), MAX_CHARS (80), THREADS (2), BUILD (build),
+# Environment: MINUTES (5), STEPS (3000), MAX_CHARS (80), THREADS (2), BUILD (build),
 #              CONFIG (configs/t5-s2s-tiny.json)
 set -eu
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/translate}
 MINUTES=${MINUTES:-5}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-3000}
 MAX_CHARS=${MAX_CHARS:-80}
 THREADS=${THREADS:-2}
 BUILD=${BUILD:-build}
