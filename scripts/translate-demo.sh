@@ -14,13 +14,14 @@
 #   4. tapegrad translate on a sentence of our own.
 #
 # Usage: scripts/translate-demo.sh [RUN_DIR]   (default runs/translate)
-# Environment: MINUTES (5), STEPS (3000), MAX_CHARS (80), THREADS (2), BUILD (build),
+# Environment: MINUTES (5), STEPS (3000), WARMUP (100), MAX_CHARS (80), THREADS (2), BUILD (build),
 #              CONFIG (configs/t5-s2s-tiny.json)
 set -eu
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/translate}
 MINUTES=${MINUTES:-5}
 STEPS=${STEPS:-3000}
+WARMUP=${WARMUP:-100}
 MAX_CHARS=${MAX_CHARS:-80}
 THREADS=${THREADS:-2}
 BUILD=${BUILD:-build}
@@ -64,7 +65,7 @@ head -n 2 "$DATA/pairs.tsv" | sed 's/^/  /'
 # ---- 3. training
 [ -x "$BUILD/tapegrad" ] || scripts/build.sh
 "$BUILD/tapegrad" train-s2s --config "$CONFIG" --data "$DATA/pairs.tsv" --out "$RUN" \
-    --vocab 1500 --max-src 40 --max-tgt 40 --steps "$STEPS" --batch 32 --lr 2e-3 --warmup 100 \
+    --vocab 1500 --max-src 40 --max-tgt 40 --steps "$STEPS" --batch 32 --lr 2e-3 --warmup "$WARMUP" \
     --schedule linear --eval-every 100 --minutes "$MINUTES" --threads "$THREADS" --show 6 --num-beams 4
 
 # ---- 4. a sentence of our own
