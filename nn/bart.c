@@ -422,3 +422,66 @@ ag_tensor *nn_bart_loss(ag_ctx *ctx, const nn_bart *m, const ag_ints *ids, const
     ag_tensor *logits = nn_linear_forward(ctx, &m->cls_out, x); /* [B,L] */
     return nn_bert_classifier_loss(ctx, logits, labels, m->cfg.problem, m->cfg.problem_type_given, n_tokens);
 }
+
+/* ---------------------------------------------------------------- generation: cached decoder steps */
+
+ag_status nn_bart_cross_cache_fill(ag_ctx *ctx, const nn_bart *m, ag_tensor *enc, nn_cross_cache *cross) {
+    ag_status st;
+    for (int l = 0; l < m->decoder.n_layers; ++l)
+        if ((st = nn_cross_cache_fill(ctx, cross, l, &m->decoder.layers[l], enc))) return st;
+    return AG_OK;
+}
+
+/* embed() for tokens that start at position `past` of the target:
+ * BART's learned rows past+2 .., M2M-100's create_position_ids_from_input_ids
+ * with past_key_values_length = past. ids [B,T] -> [B,T,C]. */
+static ag_tensor *embed_from(ag_ctx *ctx, const nn_bart *m, const nn_bart_stack *s, const ag_ints *ids,
+                             int64_t past) {
+    const nn_bart_config *g = &m->cfg;
+    const int64_t B = ids->shape[0], T = ids->shape[1], C = g->d_model;
+    ag_tensor *h = nn_embedding_forward(ctx, &m->shared, ids); /* [B,T,C] */
+    if (g->scale_embedding) h = ag_scale(ctx, h, sqrtf((float)g->d_model));
+    ag_tensor *pos;
+    if (g->m2m100) {
+        pos = ag_new(ctx, 3, AG_SHAPE(B, T, C), false); /* [B,T,C], zero rows for padding */
+        if (!pos) return NULL;
+        for (int64_t b = 0; b < B; ++b) {
+            int64_t count = 0;
+            for (int64_t t = 0; t < T; ++t) {
+                if (ids->data[b * T + t] == g->pad_token_id) continue;
+                count++;
+                nn_m2m100_sinusoid(pos->data + (b * T + t) * C, g->pad_token_id + past + count, (int)C);
+            }
+        }
+    } else {
+        if (past + T > g->max_position_embeddings) {
+            ag_fail(AG_ERR_ARG, "bart: %lld positions exceed max_position_embeddings %d", (long long)(past + T),
+                    g->max_position_embeddings);
+            return NULL;
+        }
+        ag_ints *p = ag_ints_from(ctx, NULL, 1, AG_SHAPE(T));
+        if (!p) return NULL;
+        for (int64_t t = 0; t < T; ++t) p->data[t] = (int32_t)(past + t + 2);
+        pos = nn_embedding_forward(ctx, &s->positions, p); /* [T,C] */
+    }
+    h = ag_add(ctx, h, pos);
+    if (!g->m2m100) h = nn_norm_forward(ctx, &s->layernorm_embedding, h);
+    return ag_dropout(ctx, h, g->dropout);
+}
+
+ag_tensor *nn_bart_decode_cached(ag_ctx *ctx, const nn_bart *m, const ag_ints *dec_ids, nn_kv_cache *self,
+                                 const nn_cross_cache *cross) {
+    if (!dec_ids) return NULL;
+    if (!check_bt(m, "decoder_input_ids", dec_ids, -1, -1)) return NULL;
+    const nn_bart_config *g = &m->cfg;
+    if (nn_kv_cache_check(self, family(m), dec_ids, m->decoder.n_layers, g->decoder_attention_heads,
+                          g->d_model / g->decoder_attention_heads))
+        return NULL;
+    ag_tensor *h = embed_from(ctx, m, &m->decoder, dec_ids, self->len); /* [B,T,C] */
+    const ag_attn_opts opts = {.causal = true};
+    for (int l = 0; l < m->decoder.n_layers; ++l)
+        h = nn_block_forward_cached(ctx, &m->decoder.layers[l], h, self, cross, l, &opts, NULL);
+    if (!h) return NULL;
+    nn_kv_cache_advance(self, dec_ids->shape[1]);
+    return m->cfg.m2m100 ? nn_norm_forward(ctx, &m->decoder.layer_norm, h) : h;
+}

@@ -36,6 +36,7 @@
 
 #include "bert.h" /* nn_bert_problem and the classifier loss BART shares */
 #include "nn.h"
+#include "s2s_cache.h"
 
 typedef enum {
     NN_BART_MODEL,       /* BartModel / M2M100Model: decoder hidden states, no loss */
@@ -141,5 +142,22 @@ ag_tensor *nn_bart_logits(ag_ctx *ctx, const nn_bart *m, ag_tensor *hidden);
  * different numbers of <eos> (or none), as Hugging Face refuses them. */
 ag_tensor *nn_bart_loss(ag_ctx *ctx, const nn_bart *m, const ag_ints *ids, const ag_ints *attention_mask,
                         const ag_ints *dec_ids, const ag_ints *dec_mask, const ag_ints *labels, int64_t *n_tokens);
+
+/* ---------------------------------------------------------------- generation (s2s_cache.h) */
+
+/* After nn_bart_encode of one source (enc [1,S,C]): every decoder layer's
+ * cross-attention keys and values into `cross` (made for decoder_layers,
+ * decoder_attention_heads, d_model / heads, S). Returns AG_OK or the error. */
+ag_status nn_bart_cross_cache_fill(ag_ctx *ctx, const nn_bart *m, ag_tensor *enc, nn_cross_cache *cross);
+/* The decoder for the T newest target tokens dec_ids [B,T] at positions
+ * self->len .. self->len+T-1 (advanced by T here), the earlier ones' keys and
+ * values in `self`, the source's in `cross`: the last T rows of
+ * nn_bart_decode over the whole target [B,T,C]. Positions as Hugging Face's
+ * cached decoder computes them: BART's learned rows len+2 ..; M2M-100's
+ * pad + len + (non-pad count among the new tokens), a pad token at pad
+ * (equal to the full forward's as long as the target holds no pad token).
+ * Returns NULL with the error. */
+ag_tensor *nn_bart_decode_cached(ag_ctx *ctx, const nn_bart *m, const ag_ints *dec_ids, nn_kv_cache *self,
+                                 const nn_cross_cache *cross);
 
 #endif

@@ -346,3 +346,51 @@ ag_tensor *nn_t5_loss(ag_ctx *ctx, const nn_t5 *m, const ag_ints *ids, const ag_
     }
     return ag_cross_entropy(ctx, logits, labels, 0.0f, reduction);
 }
+
+/* ---------------------------------------------------------------- generation: cached decoder steps */
+
+ag_status nn_t5_cross_cache_fill(ag_ctx *ctx, const nn_t5 *m, ag_tensor *enc, nn_cross_cache *cross) {
+    if (m->head == NN_T5_ENCODER_MODEL)
+        return ag_fail(AG_ERR_STATE, "t5: T5EncoderModel has no decoder to cache cross-attention for");
+    ag_status st;
+    for (int l = 0; l < m->decoder.n_layer; ++l)
+        if ((st = nn_cross_cache_fill(ctx, cross, l, &m->decoder.block[l], enc))) return st;
+    return AG_OK;
+}
+
+/* The decoder's position bias for T queries at positions q0 .. q0+T-1 and
+ * the S = q0+T keys before and at them: [NH,T,S]. nn_t5_position_bias is
+ * this with q0 = 0. */
+static ag_tensor *position_bias_from(ag_ctx *ctx, const nn_t5 *m, const nn_t5_stack *s, int64_t q0, int64_t T) {
+    const int64_t S = q0 + T;
+    ag_ints *buckets = ag_ints_from(ctx, NULL, 2, AG_SHAPE(T, S)); /* [T,S] */
+    if (!buckets) return NULL;
+    for (int64_t i = 0; i < T; ++i)
+        for (int64_t j = 0; j < S; ++j)
+            buckets->data[i * S + j] = nn_t5_relative_bucket((int)(j - (q0 + i)), !s->decoder,
+                                                             m->cfg.relative_attention_num_buckets,
+                                                             m->cfg.relative_attention_max_distance);
+    ag_tensor *b = ag_embedding(ctx, s->rel_bias, buckets, -1); /* [T,S,NH] */
+    return ag_permute(ctx, b, (const int[]){2, 0, 1});           /* [NH,T,S] */
+}
+
+ag_tensor *nn_t5_decode_cached(ag_ctx *ctx, const nn_t5 *m, const ag_ints *dec_ids, nn_kv_cache *self,
+                               const nn_cross_cache *cross) {
+    if (!dec_ids) return NULL;
+    if (m->head == NN_T5_ENCODER_MODEL) {
+        ag_fail(AG_ERR_STATE, "t5: T5EncoderModel has no decoder");
+        return NULL;
+    }
+    if (!check_ids("decoder_input_ids", dec_ids, NULL, NULL)) return NULL;
+    const nn_t5_stack *s = &m->decoder;
+    if (nn_kv_cache_check(self, "t5", dec_ids, s->n_layer, m->cfg.num_heads, m->cfg.d_kv)) return NULL;
+    const int64_t T = dec_ids->shape[1];
+    /* as stack_forward, for the new positions only */
+    ag_tensor *h = ag_dropout(ctx, nn_embedding_forward(ctx, &m->shared, dec_ids), m->cfg.dropout_rate); /* [B,T,C] */
+    ag_attn_opts opts = {.causal = true, .bias = position_bias_from(ctx, m, s, self->len, T)};
+    if (!opts.bias) return NULL;
+    for (int l = 0; l < s->n_layer; ++l) h = nn_block_forward_cached(ctx, &s->block[l], h, self, cross, l, &opts, NULL);
+    if (!h) return NULL;
+    nn_kv_cache_advance(self, T);
+    return ag_dropout(ctx, nn_norm_forward(ctx, &s->final_layer_norm, h), m->cfg.dropout_rate);
+}

@@ -18,6 +18,7 @@
 #define TAPEGRAD_NN_T5_H
 
 #include "nn.h"
+#include "s2s_cache.h"
 
 typedef struct nn_t5_config {
     int vocab_size, d_model, d_kv, d_ff, num_heads;
@@ -118,5 +119,21 @@ ag_ints *nn_t5_shift_right(ag_ctx *ctx, const nn_t5 *m, const ag_ints *labels);
 ag_tensor *nn_t5_loss(ag_ctx *ctx, const nn_t5 *m, const ag_ints *ids, const ag_ints *attention_mask,
                       const ag_ints *labels, const ag_ints *decoder_ids, const ag_ints *decoder_mask,
                       ag_reduction reduction, int64_t *n_tokens);
+
+/* ---------------------------------------------------------------- generation (s2s_cache.h) */
+
+/* After nn_t5_encode of one source (enc [1,S,C]): every decoder layer's
+ * cross-attention keys and values into `cross` (made for num_decoder_layers,
+ * num_heads, d_kv, S). Returns AG_OK or the error (AG_ERR_STATE for
+ * T5EncoderModel). */
+ag_status nn_t5_cross_cache_fill(ag_ctx *ctx, const nn_t5 *m, ag_tensor *enc, nn_cross_cache *cross);
+/* The decoder for the T newest target tokens dec_ids [B,T], at positions
+ * self->len .. self->len+T-1, the earlier ones' keys and values in `self`
+ * (advanced by T here) and the source's in `cross`: the same [B,T,C] as the
+ * last T rows of nn_t5_decode over the whole target (no padding). The
+ * position bias is that of those queries against every key so far. Returns
+ * NULL with the error (a cache that does not fit names its sizes). */
+ag_tensor *nn_t5_decode_cached(ag_ctx *ctx, const nn_t5 *m, const ag_ints *dec_ids, nn_kv_cache *self,
+                               const nn_cross_cache *cross);
 
 #endif

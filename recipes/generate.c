@@ -9,6 +9,8 @@
  *   choose           greedy: argmax; sampling: temperature, top-k, top-p and a
  *                    seeded draw; beam search: BeamSearchScorer.process
  * until max_length, eos, or (beam search) the scorer says it is done.
+ * An encoder-decoder's step is its decoder's, over the encoder's states
+ * computed once before the first step (recipe_generate_s2s, at the end).
  */
 #include "generate.h"
 
@@ -59,8 +61,8 @@ ag_status recipe_decoder_info_get(const recipe_model *m, recipe_decoder_info *d)
         break;
     }
     default:
-        return ag_fail(AG_ERR_ARG, "generate: %s is not a decoder (gpt2, gpt_neo, gptj, openai-gpt and ctrl are)",
-                       m->arch);
+        return ag_fail(AG_ERR_ARG, "generate: %s is not a decoder (gpt2, gpt_neo, gptj, openai-gpt and ctrl are; "
+                       "for t5, bart and m2m_100 use `tapegrad translate`)", m->arch);
     }
     if (!head) return ag_fail(AG_ERR_ARG, "generate: %s has no LM head to generate with (use its LM-head class)", m->arch);
     /* every family but GPT-2 keeps eos_token_id only in the config file */
@@ -115,7 +117,7 @@ recipe_gen_config recipe_gen_defaults(void) {
     return (recipe_gen_config){.max_new_tokens = 20, .temperature = 1.0f, .top_p = 1.0f,
                                .repetition_penalty = 1.0f, .eos_token_id = -1, .forced_bos_token_id = -1,
                                .num_beams = 1, .length_penalty = 1.0f, .early_stopping = RECIPE_EARLY_STOP_FALSE,
-                               .use_cache = true};
+                               .use_cache = true, .forced_eos_token_id = -1};
 }
 
 static ag_status check_config(const recipe_gen_config *g, int V) {
@@ -130,6 +132,9 @@ static ag_status check_config(const recipe_gen_config *g, int V) {
     if (g->num_beams > 1 && g->do_sample)
         return ag_fail(AG_ERR_ARG, "generate: beam search with sampling (beam-sample) is not built; use do_sample "
                        "or num_beams > 1");
+    if (g->forced_eos_token_id >= V)
+        return ag_fail(AG_ERR_ARG, "generate: forced_eos_token_id %d is outside the vocabulary (%d)",
+                       g->forced_eos_token_id, V);
     if (g->eos_token_id >= V || g->forced_bos_token_id >= V)
         return ag_fail(AG_ERR_ARG, "generate: eos_token_id %d or forced_bos_token_id %d is outside the vocabulary "
                        "(%d)", g->eos_token_id, g->forced_bos_token_id, V);
@@ -144,15 +149,49 @@ static void log_softmax(double *lp, const float *logits, int V) {
     for (int i = 0; i < V; ++i) lp[i] = (double)logits[i] - lz;
 }
 
+/* What a step of generation runs: a decoder-only LM, or the decoder of an
+ * encoder-decoder reading the states of the source, which the encoder
+ * produced once before the first step (recipe_generate_s2s). */
+typedef struct gen_model {
+    const recipe_model *m;
+    nn_kv_cache *cache;          /* NULL: every step re-runs the whole sequence */
+    const float *enc;            /* encoder-decoders: the source's states [1,S,C]; NULL for a decoder */
+    int64_t S, C;
+    const nn_cross_cache *cross; /* encoder-decoders with the cache: the cross keys and values */
+} gen_model;
+
+/* An encoder-decoder's logits at the last position [B,1,V] for decoder ids
+ * [B,T]: the cached step over the T new positions, or the full decoder over
+ * the whole target with the source's states repeated over the B rows. */
+static ag_tensor *s2s_logits(ag_ctx *ctx, const gen_model *gm, const ag_ints *ids) {
+    const recipe_model *m = gm->m;
+    const bool t5 = m->family == RECIPE_FAMILY_T5;
+    const int64_t B = ids->shape[0];
+    ag_tensor *h; /* [B,T,C] */
+    if (gm->cache) {
+        h = t5 ? nn_t5_decode_cached(ctx, &m->t5, ids, gm->cache, gm->cross)
+               : nn_bart_decode_cached(ctx, &m->bart, ids, gm->cache, gm->cross);
+    } else {
+        ag_tensor *enc = ag_new(ctx, 3, AG_SHAPE(B, gm->S, gm->C), false); /* [B,S,C] */
+        if (!enc) return NULL;
+        const size_t n = (size_t)(gm->S * gm->C);
+        for (int64_t b = 0; b < B; ++b) memcpy(enc->data + (size_t)b * n, gm->enc, n * sizeof(float));
+        h = t5 ? nn_t5_decode(ctx, &m->t5, ids, NULL, enc, NULL) : nn_bart_decode(ctx, &m->bart, ids, NULL, enc, NULL);
+    }
+    if (!h) return NULL;
+    h = ag_slice(ctx, h, 1, h->shape[1] - 1, 1); /* [B,1,C] */
+    return t5 ? nn_t5_logits(ctx, &m->t5, h) : nn_bart_logits(ctx, &m->bart, h);
+}
+
 /* One step of the decoder for rows of ids: copies the last position's logits
  * [B,V] into `logits`. ids [B,T] are the whole sequences (no cache) or the
  * positions the cache has not seen. */
-static ag_status step_logits(ag_ctx *ctx, const recipe_model *m, int32_t *ids, int B, int T, nn_kv_cache *cache,
-                             float *logits, int V) {
+static ag_status step_logits(ag_ctx *ctx, const gen_model *gm, int32_t *ids, int B, int T, float *logits, int V) {
     ag_ctx_reset(ctx);
     ag_no_grad_begin(ctx);
     ag_ints ii = ag_ints_wrap(ids, 2, AG_SHAPE(B, T));
-    ag_tensor *lg = recipe_decoder_logits(ctx, m, &ii, cache, true); /* [B,1,V] */
+    ag_tensor *lg = gm->enc ? s2s_logits(ctx, gm, &ii)
+                            : recipe_decoder_logits(ctx, gm->m, &ii, gm->cache, true); /* [B,1,V] */
     ag_no_grad_end(ctx);
     if (!lg) return ag_error_status();
     memcpy(logits, lg->data, (size_t)B * (size_t)V * sizeof(float));
@@ -161,9 +200,10 @@ static ag_status step_logits(ag_ctx *ctx, const recipe_model *m, int32_t *ids, i
 
 /* ---------------------------------------------------------------- greedy search and sampling */
 
-static ag_status greedy_or_sample(ag_ctx *ctx, const recipe_model *m, const recipe_gen_config *g, int V,
+static ag_status greedy_or_sample(ag_ctx *ctx, const gen_model *gm, const recipe_gen_config *g, int V,
                                   int max_length, int32_t *out, int *n_out, double *score,
-                                  void (*on_token)(int32_t, void *), void *arg, nn_kv_cache *cache) {
+                                  void (*on_token)(int32_t, void *), void *arg) {
+    nn_kv_cache *cache = gm->cache;
     float *logits = malloc((size_t)V * sizeof(float));
     double *lp = malloc((size_t)V * sizeof(double));
     int *scratch = malloc((size_t)V * sizeof(int));
@@ -175,11 +215,12 @@ static ag_status greedy_or_sample(ag_ctx *ctx, const recipe_model *m, const reci
     double sum = 0;
     while (n < max_length) {
         /* with the cache only the unseen positions run: the prompt, then one token */
-        if (cache) st = step_logits(ctx, m, out + fed, 1, n - fed, cache, logits, V), fed = n;
-        else st = step_logits(ctx, m, out, 1, n, NULL, logits, V);
+        if (cache) st = step_logits(ctx, gm, out + fed, 1, n - fed, logits, V), fed = n;
+        else st = step_logits(ctx, gm, out, 1, n, logits, V);
         if (st) break;
         recipe_repetition_penalty(logits, V, out, n, g->repetition_penalty);
         if (g->forced_bos_token_id >= 0 && n == 1) recipe_force_token(logits, V, g->forced_bos_token_id);
+        if (g->forced_eos_token_id >= 0 && n == max_length - 1) recipe_force_token(logits, V, g->forced_eos_token_id);
         log_softmax(lp, logits, V);
         int next = recipe_sample(&s, logits, V, scratch);
         sum += lp[next];
@@ -253,8 +294,9 @@ static int by_score_desc(const void *a, const void *b) {
     return (i > j) - (i < j);
 }
 
-static ag_status beam_search(ag_ctx *ctx, const recipe_model *m, const recipe_gen_config *g, int V, int max_length,
-                             int32_t *out, int *n_out, double *score, nn_kv_cache *cache) {
+static ag_status beam_search(ag_ctx *ctx, const gen_model *gm, const recipe_gen_config *g, int V, int max_length,
+                             int32_t *out, int *n_out, double *score) {
+    nn_kv_cache *cache = gm->cache;
     const int nb = g->num_beams, cap = max_length + 1, n_prompt = *n_out;
     ag_status st = AG_OK;
     int32_t *seq = malloc((size_t)nb * cap * sizeof(int32_t));     /* [nb,cap] live beams */
@@ -287,7 +329,7 @@ static ag_status beam_search(ag_ctx *ctx, const recipe_model *m, const recipe_ge
         const int from = cache ? (int)cache->len : 0, T = cur_len - from;
         for (int b = 0; b < nb; ++b)
             memcpy(feed + (size_t)b * T, seq + (size_t)b * cap + from, (size_t)T * sizeof(int32_t));
-        if ((st = step_logits(ctx, m, feed, nb, T, cache, logits, V))) goto done;
+        if ((st = step_logits(ctx, gm, feed, nb, T, logits, V))) goto done;
         /* ---- log-probs, processors, + beam score: scores [nb*V] */
         for (int b = 0; b < nb; ++b) {
             float *lg = logits + (size_t)b * V;
@@ -297,6 +339,8 @@ static ag_status beam_search(ag_ctx *ctx, const recipe_model *m, const recipe_ge
             for (int v = 0; v < V; ++v) lg[v] = (float)sc[v];
             recipe_repetition_penalty(lg, V, seq + (size_t)b * cap, cur_len, g->repetition_penalty);
             if (g->forced_bos_token_id >= 0 && cur_len == 1) recipe_force_token(lg, V, g->forced_bos_token_id);
+            if (g->forced_eos_token_id >= 0 && cur_len == max_length - 1)
+                recipe_force_token(lg, V, g->forced_eos_token_id);
             for (int v = 0; v < V; ++v) sc[v] = (double)lg[v] + beam_scores[b];
         }
         /* ---- the 2*num_beams best (beam, token) pairs, best first */
@@ -376,18 +420,117 @@ ag_status recipe_generate_ids(ag_ctx *ctx, const recipe_model *m, const recipe_g
     nn_kv_cache cache = {0};
     if (g->use_cache && (st = nn_kv_cache_init(&cache, d.n_layer, g->num_beams, d.n_head, d.d_head, max_length)))
         return st;
-    nn_kv_cache *c = g->use_cache ? &cache : NULL;
+    const gen_model gm = {.m = m, .cache = g->use_cache ? &cache : NULL};
     const bool was_training = ctx->training;
     ag_ctx_train(ctx, false);
     if (g->num_beams > 1 || (g->force_beam_search && !g->do_sample)) {
-        st = beam_search(ctx, m, g, d.vocab_size, max_length, out, n_out, score, c);
+        st = beam_search(ctx, &gm, g, d.vocab_size, max_length, out, n_out, score);
         for (int i = n_prompt; on_token && st == AG_OK && i < *n_out; ++i) on_token(out[i], arg);
     } else {
-        st = greedy_or_sample(ctx, m, g, d.vocab_size, max_length, out, n_out, score, on_token, arg, c);
+        st = greedy_or_sample(ctx, &gm, g, d.vocab_size, max_length, out, n_out, score, on_token, arg);
     }
     ag_ctx_reset(ctx);
     ag_ctx_train(ctx, was_training);
     nn_kv_cache_free(&cache);
+    return st;
+}
+
+/* ---------------------------------------------------------------- encoder-decoders */
+
+ag_status recipe_s2s_info_get(const recipe_model *m, recipe_s2s_info *d) {
+    memset(d, 0, sizeof *d);
+    if (m->family == RECIPE_FAMILY_T5) {
+        const nn_t5_config *c = &m->t5.cfg;
+        if (m->t5.head != NN_T5_CONDITIONAL_GENERATION)
+            return ag_fail(AG_ERR_ARG, "generate: %s has no LM head (use T5ForConditionalGeneration)", m->arch);
+        *d = (recipe_s2s_info){c->num_decoder_layers, c->num_heads, c->d_kv, c->d_model, 1 << 20, c->vocab_size,
+                               c->eos_token_id, c->decoder_start_token_id, c->pad_token_id, -1, -1};
+    } else if (m->family == RECIPE_FAMILY_BART) {
+        const nn_bart_config *c = &m->bart.cfg;
+        if (m->bart.head != NN_BART_COND_GEN)
+            return ag_fail(AG_ERR_ARG, "generate: %s has no LM head (use ...ForConditionalGeneration)", m->arch);
+        /* M2M-100's sinusoids have no last row; BART's learned table has */
+        *d = (recipe_s2s_info){c->decoder_layers, c->decoder_attention_heads, c->d_model / c->decoder_attention_heads,
+                               c->d_model, c->m2m100 ? 1 << 20 : c->max_position_embeddings, c->vocab_size,
+                               c->eos_token_id, c->decoder_start_token_id, c->pad_token_id, -1, -1};
+    } else {
+        return ag_fail(AG_ERR_ARG, "generate: %s is not an encoder-decoder (t5, bart and m2m_100 are)", m->arch);
+    }
+    if (d->decoder_start_token_id < 0 || d->decoder_start_token_id >= d->vocab_size)
+        return ag_fail(AG_ERR_ARG, "generate: config %s: \"decoder_start_token_id\" %d is not a token of the "
+                       "vocabulary (%d)", m->cfg.path, d->decoder_start_token_id, d->vocab_size);
+    /* PretrainedConfig keeps the forced tokens; the family readers do not */
+    if (m->cfg.json && (nn_config_int(&m->cfg, "forced_bos_token_id", -1, -1, d->vocab_size - 1,
+                                      &d->forced_bos_token_id) ||
+                        nn_config_int(&m->cfg, "forced_eos_token_id", -1, -1, d->vocab_size - 1,
+                                      &d->forced_eos_token_id)))
+        return ag_error_status();
+    return AG_OK;
+}
+
+/* The encoder over src [1,S] once: its states [1,S,C] copied out of the step
+ * arena into enc, and (cross not NULL) every decoder layer's cross keys and
+ * values. */
+static ag_status s2s_encode(ag_ctx *ctx, const recipe_model *m, const int32_t *src, int n_src, float *enc,
+                            nn_cross_cache *cross) {
+    ag_ctx_reset(ctx);
+    ag_no_grad_begin(ctx);
+    ag_ints ids = ag_ints_wrap((int32_t *)src, 2, AG_SHAPE(1, n_src));
+    const bool t5 = m->family == RECIPE_FAMILY_T5;
+    ag_tensor *h = t5 ? nn_t5_encode(ctx, &m->t5, &ids, NULL) : nn_bart_encode(ctx, &m->bart, &ids, NULL);
+    ag_status st = h ? AG_OK : ag_error_status();
+    if (!st) memcpy(enc, h->data, (size_t)h->numel * sizeof(float));
+    if (!st && cross)
+        st = t5 ? nn_t5_cross_cache_fill(ctx, &m->t5, h, cross) : nn_bart_cross_cache_fill(ctx, &m->bart, h, cross);
+    ag_no_grad_end(ctx);
+    return st;
+}
+
+ag_status recipe_generate_s2s(ag_ctx *ctx, const recipe_model *m, const recipe_gen_config *g, const int32_t *src,
+                              int n_src, int32_t *out, int *n_out, double *score,
+                              void (*on_token)(int32_t token, void *arg), void *arg) {
+    recipe_s2s_info d;
+    ag_status st;
+    if ((st = recipe_s2s_info_get(m, &d)) || (st = check_config(g, d.vocab_size))) return st;
+    if (n_src < 1) return ag_fail(AG_ERR_ARG, "generate: the source is empty");
+    for (int i = 0; i < n_src; ++i)
+        if (src[i] < 0 || src[i] >= d.vocab_size)
+            return ag_fail(AG_ERR_ARG, "generate: source token %d is %d, outside the vocabulary of %d", i, src[i],
+                           d.vocab_size);
+    /* the target: decoder_start_token_id, then at most max_new_tokens more */
+    int max_length = 1 + g->max_new_tokens;
+    if (max_length > d.max_target) max_length = d.max_target;
+    out[0] = d.decoder_start_token_id;
+    *n_out = 1;
+    if (score) *score = 0;
+    float *enc = malloc((size_t)n_src * (size_t)d.d_model * sizeof(float)); /* [1,S,C] */
+    nn_kv_cache cache = {0};
+    nn_cross_cache cross = {0};
+    if (!enc) return ag_fail(AG_ERR_MEMORY, "generate: out of memory for the encoder's states");
+    if (g->use_cache &&
+        ((st = nn_kv_cache_init(&cache, d.n_layer, g->num_beams, d.n_head, d.d_head, max_length)) ||
+         (st = nn_cross_cache_init(&cross, d.n_layer, d.n_head, d.d_head, n_src)))) {
+        free(enc);
+        nn_kv_cache_free(&cache);
+        return st;
+    }
+    const bool was_training = ctx->training;
+    ag_ctx_train(ctx, false);
+    const gen_model gm = {.m = m, .cache = g->use_cache ? &cache : NULL, .enc = enc, .S = n_src, .C = d.d_model,
+                          .cross = &cross};
+    if ((st = s2s_encode(ctx, m, src, n_src, enc, g->use_cache ? &cross : NULL))) goto done;
+    if (g->num_beams > 1 || (g->force_beam_search && !g->do_sample)) {
+        st = beam_search(ctx, &gm, g, d.vocab_size, max_length, out, n_out, score);
+        for (int i = 1; on_token && st == AG_OK && i < *n_out; ++i) on_token(out[i], arg);
+    } else {
+        st = greedy_or_sample(ctx, &gm, g, d.vocab_size, max_length, out, n_out, score, on_token, arg);
+    }
+done:
+    ag_ctx_reset(ctx);
+    ag_ctx_train(ctx, was_training);
+    nn_kv_cache_free(&cache);
+    nn_cross_cache_free(&cross);
+    free(enc);
     return st;
 }
 

@@ -10,6 +10,11 @@
  * whole sequence. Both give the same tokens; the cache is the fast path and
  * the re-run the reference it is tested against.
  *
+ * Encoder-decoders (T5, BART, M2M-100: recipe_generate_s2s) share the same
+ * strategies and step loop: the encoder runs once, the decoder starts from
+ * decoder_start_token_id, and its cross-attention keys and values are
+ * computed once (s2s_cache.h). See docs/seq2seq.md.
+ *
  * What it is not: batched generation of several prompts, or a tokenizer
  * (`tapegrad generate` reads the prompt as bytes, ids 0..255).
  */
@@ -17,6 +22,7 @@
 #define TAPEGRAD_RECIPES_GENERATE_H
 
 #include "kv_cache.h"
+#include "s2s_cache.h"
 #include "models.h"
 
 #include <stdio.h>
@@ -69,6 +75,7 @@ typedef struct recipe_gen_config {
     bool use_cache;
     bool force_beam_search;    /* run the beam scorer even with num_beams 1 (HF runs greedy search then;
                                 * tests show the two agree) */
+    int forced_eos_token_id;   /* < 0: none; else forced at the last position (HF's cur_len == max_length - 1) */
 } recipe_gen_config;
 
 /* HF's defaults: greedy, temperature 1, top_k 50 when sampling (0 here:
@@ -89,6 +96,45 @@ recipe_gen_config recipe_gen_defaults(void);
  * with an LM head, or the forward's error. */
 ag_status recipe_generate_ids(ag_ctx *ctx, const recipe_model *m, const recipe_gen_config *g, const int32_t *prompt,
                               int n_prompt, int32_t *out, int *n_out, double *score,
+                              void (*on_token)(int32_t token, void *arg), void *arg);
+
+/* ---------------------------------------------------------------- encoder-decoders */
+
+/* The sizes and token ids generation needs from an encoder-decoder
+ * (T5ForConditionalGeneration, BartForConditionalGeneration,
+ * M2M100ForConditionalGeneration). */
+typedef struct recipe_s2s_info {
+    int n_layer, n_head, d_head;  /* the decoder's, for its self-attention cache */
+    int d_model;
+    int max_target;               /* the longest target (BART's learned positions), else 1 << 20 */
+    int vocab_size;
+    int eos_token_id;             /* the config's, or -1 */
+    int decoder_start_token_id;   /* the first target token */
+    int pad_token_id;
+    int forced_bos_token_id;      /* the config's forced_bos_token_id, or -1 */
+    int forced_eos_token_id;      /* the config's forced_eos_token_id, or -1 */
+} recipe_s2s_info;
+
+/* Fills *d for an encoder-decoder with an LM head. Returns AG_OK, or
+ * AG_ERR_ARG naming the class when it is not one (or has no start token). */
+ag_status recipe_s2s_info_get(const recipe_model *m, recipe_s2s_info *d);
+
+/* Hugging Face's generate() for an encoder-decoder: the encoder runs once on
+ * src[n_src] (one sentence, no padding); the decoder starts from
+ * decoder_start_token_id and continues as recipe_generate_ids does (greedy,
+ * sampling, beam search, repetition penalty over the target, the forced first
+ * token: BART's forced_bos_token_id, M2M-100's target language id; the
+ * forced last token forced_eos_token_id; eos; max_new_tokens). With
+ * use_cache the decoder's self-attention keys and values are cached and the
+ * cross-attention's computed once from the encoder's states; without it every
+ * step re-runs the decoder over the whole target (the encoder still runs
+ * once, as in Hugging Face). out receives the target, decoder_start first
+ * (room for max_new_tokens + 2 ids), *n_out its length; score and on_token
+ * as recipe_generate_ids. Returns AG_OK or an error: bad options (named), a
+ * source token outside the vocabulary, a model that is not an
+ * encoder-decoder with an LM head, the forward's error. */
+ag_status recipe_generate_s2s(ag_ctx *ctx, const recipe_model *m, const recipe_gen_config *g, const int32_t *src,
+                              int n_src, int32_t *out, int *n_out, double *score,
                               void (*on_token)(int32_t token, void *arg), void *arg);
 
 /* ---------------------------------------------------------------- the command */

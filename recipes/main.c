@@ -15,6 +15,7 @@
 #include "pretrain.h"
 #include "recipes.h"
 #include "tokenizer.h"
+#include "train_s2s.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -662,6 +663,80 @@ static int cmd_tokenizer(int argc, char **argv) {
     return 2;
 }
 
+/* ---------------------------------------------------------------- seq2seq: train-s2s, translate */
+
+static int cmd_train_s2s(int argc, char **argv) {
+    int ok = 1;
+    recipe_s2s_opts o = recipe_s2s_defaults();
+    o.config_path = opt(argc, argv, "--config");
+    o.data_path = opt(argc, argv, "--data");
+    o.out_dir = opt(argc, argv, "--out");
+    const char *schedule = opt(argc, argv, "--schedule");
+    if (schedule) o.schedule = schedule;
+    o.vocab_size = opt_int(argc, argv, "--vocab", o.vocab_size, &ok);
+    o.max_src = opt_int(argc, argv, "--max-src", o.max_src, &ok);
+    o.max_tgt = opt_int(argc, argv, "--max-tgt", o.max_tgt, &ok);
+    o.val_fraction = opt_num(argc, argv, "--val-fraction", o.val_fraction, &ok);
+    o.max_val = opt_int(argc, argv, "--max-val", o.max_val, &ok);
+    o.steps = opt_int(argc, argv, "--steps", o.steps, &ok);
+    o.batch = opt_int(argc, argv, "--batch", o.batch, &ok);
+    o.lr = opt_num(argc, argv, "--lr", o.lr, &ok);
+    o.min_lr = opt_num(argc, argv, "--min-lr", o.min_lr, &ok);
+    o.weight_decay = opt_num(argc, argv, "--weight-decay", o.weight_decay, &ok);
+    o.clip = opt_num(argc, argv, "--clip", o.clip, &ok);
+    o.warmup = opt_int(argc, argv, "--warmup", o.warmup, &ok);
+    o.log_every = opt_int(argc, argv, "--log-every", o.log_every, &ok);
+    o.eval_every = opt_int(argc, argv, "--eval-every", o.eval_every, &ok);
+    o.save_every = opt_int(argc, argv, "--save-every", o.save_every, &ok);
+    o.show = opt_int(argc, argv, "--show", o.show, &ok);
+    o.num_beams = opt_int(argc, argv, "--num-beams", o.num_beams, &ok);
+    o.seed = (uint64_t)opt_int(argc, argv, "--seed", (int)o.seed, &ok);
+    o.max_seconds = 60.0 * opt_num(argc, argv, "--minutes", 0, &ok);
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!o.config_path || !o.data_path || !o.out_dir || o.log_every < 1) {
+        fprintf(stderr, "usage: tapegrad train-s2s --config model.json --data pairs.tsv --out RUN [options]\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    if (recipe_train_s2s(&o)) { fprintf(stderr, "tapegrad train-s2s: %s\n", ag_error()); return 1; }
+    return 0;
+}
+
+static int cmd_translate(int argc, char **argv) {
+    int ok = 1;
+    const char *run = opt(argc, argv, "--checkpoint"), *text = opt(argc, argv, "--text");
+    recipe_gen_config g = recipe_gen_defaults();
+    g.max_new_tokens = opt_int(argc, argv, "--max-new", 64, &ok);
+    g.num_beams = opt_int(argc, argv, "--num-beams", 1, &ok);
+    g.length_penalty = (float)opt_num(argc, argv, "--length-penalty", 1.0, &ok);
+    g.repetition_penalty = (float)opt_num(argc, argv, "--repetition-penalty", 1.0, &ok);
+    g.forced_bos_token_id = opt_int(argc, argv, "--forced-bos", -1, &ok);
+    g.eos_token_id = opt_int(argc, argv, "--eos", -2, &ok); /* -2: the config's; -1: none */
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    bool bench = false;
+    for (int i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--no-cache") == 0) { g.use_cache = false; argv[i] = ""; }
+        else if (strcmp(argv[i], "--greedy") == 0) { argv[i] = ""; } /* the default */
+        else if (strcmp(argv[i], "--sample") == 0) { g.do_sample = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--bench") == 0) { bench = true; argv[i] = ""; }
+    }
+    g.temperature = (float)opt_num(argc, argv, "--temperature", 1.0, &ok);
+    g.top_k = opt_int(argc, argv, "--top-k", 0, &ok);
+    g.top_p = (float)opt_num(argc, argv, "--top-p", 1.0, &ok);
+    g.seed = (uint64_t)opt_int(argc, argv, "--seed", 0, &ok);
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!run || !text) {
+        fprintf(stderr, "usage: tapegrad translate --checkpoint RUN --text TEXT [--num-beams N --max-new N "
+                        "--length-penalty L --repetition-penalty R --forced-bos ID --eos ID --sample --temperature T "
+                        "--top-k K --top-p P --seed S --no-cache --bench]\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    if (recipe_translate(run, text, &g, bench, stdout)) { fprintf(stderr, "tapegrad translate: %s\n", ag_error()); return 1; }
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: tapegrad <command> [options]\n\n"
@@ -679,6 +754,13 @@ static void usage(FILE *f) {
             "           --early-stopping true|false|never --eos ID --forced-bos ID --no-cache]\n"
             "  generate --bench --config model.json [--max-new 256 ...]   tokens/s with and without the kv cache\n"
             "  plot RUN [--out loss.svg]   the run's training and held-out loss curves\n"
+            "  train-s2s --config model.json --data pairs.tsv --out RUN [--vocab --max-src --max-tgt --steps\n"
+            "           --batch --lr --warmup --schedule --eval-every --save-every --minutes --num-beams --seed]\n"
+            "                 a T5/BART/M2M-100 on source<TAB>target pairs, with a BPE tokenizer trained on them\n"
+            "  translate --checkpoint RUN --text TEXT [--num-beams N --max-new N --length-penalty L\n"
+            "           --repetition-penalty R --forced-bos ID --eos ID --sample --temperature T --top-k K\n"
+            "           --top-p P --seed S --no-cache --bench]   with a train-s2s run's tokenizer and checkpoint;\n"
+            "                 --bench: tokens/s with and without the cache (eos ignored)\n"
             "  loss --config config.json --weights model.safetensors --batch batch.json [--arch CLASS]\n"
             "       [--json] [--grads out.h5]      a Hugging Face class's loss and gradients\n"
             "  params --config config.json [--arch CLASS] [--json]   every parameter and the total\n"
@@ -722,6 +804,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
+    if (strcmp(cmd, "train-s2s") == 0) return cmd_train_s2s(argc, argv);
+    if (strcmp(cmd, "translate") == 0) return cmd_translate(argc, argv);
     if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { usage(stdout); return 0; }
