@@ -109,7 +109,8 @@ ag_status recipe_distill_init_student(recipe_model *student, const recipe_model 
 typedef struct recipe_distill_opts {
     const char *student_config;  /* config.json of the student (its architectures[0]) */
     const char *teacher;         /* the teacher's ckpt.h5 (config inside) or NULL: train the student alone */
-    const char *data_dir;        /* `tapegrad prepare` output with a WordPiece or BPE tokenizer */
+    const char *data_dir;        /* `tapegrad prepare` output (shards with document and sentence starts) */
+    const char *tokenizer;       /* the tokenizer the data was prepared with (encoders: its [CLS], [MASK], ...) */
     const char *out_dir;         /* ckpt.h5 and metrics.jsonl */
     bool init_from_teacher;      /* extract_distilbert's initialisation (else Hugging Face's random init) */
     recipe_distill_weights w;
