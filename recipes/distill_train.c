@@ -205,6 +205,7 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
 
     optim_config oc = optim_adamw_defaults();
     oc.weight_decay = o->weight_decay;
+    oc.eps = 1e-6; /* distiller.py's adam_epsilon */
     if ((st = optim_create(&opt, &s.ps, &oc))) goto done;
     optim_schedule sched = {.kind = OPTIM_SCHED_LINEAR, .lr = o->lr, .min_lr = 0, .warmup_steps = o->warmup,
                             .total_steps = o->steps};
@@ -218,9 +219,13 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
     printf("distill: student %s, %lld parameters; teacher %s%s%lld parameters\n", s.arch, (long long)s.ps.total,
            teacher ? t.arch : "none", teacher ? ", " : " (the student's own LM loss alone), ",
            (long long)(teacher ? t.ps.total : 0));
-    printf("loss = %g*KL(T=%g) + %g*%s + %g*cos; data: %lld training tokens, %lld held out\n", (double)o->w.alpha_ce,
-           (double)o->w.temperature, (double)(bt.decoder ? o->w.alpha_clm : o->w.alpha_mlm), bt.decoder ? "CLM" : "MLM",
-           (double)o->w.alpha_cos, (long long)train.c.n_tokens, (long long)val.c.n_tokens);
+    const double a_lm = bt.decoder ? o->w.alpha_clm : o->w.alpha_mlm;
+    if (teacher)
+        printf("loss = %g*KL(T=%g) + %g*%s + %g*cos", (double)o->w.alpha_ce, (double)o->w.temperature, a_lm,
+               bt.decoder ? "CLM" : "MLM", (double)o->w.alpha_cos);
+    else
+        printf("loss = %g*%s (no teacher)", a_lm, bt.decoder ? "CLM" : "MLM");
+    printf("; data: %lld training tokens, %lld held out\n", (long long)train.c.n_tokens, (long long)val.c.n_tokens);
     recipe_distill_parts ev;
     if ((st = evaluate(ctx, &s, teacher, &bt, &val.c, &o->w, o->eval_batches, &ev))) goto done;
     printf("step %5d  held-out loss %.4f  (ce %.4f %s %.4f cos %.4f)\n", 0, ev.total, ev.ce, bt.decoder ? "clm" : "mlm",
