@@ -14,6 +14,7 @@
 #include "models.h"
 #include "pretrain.h"
 #include "recipes.h"
+#include "distill.h"
 #include "tokenizer.h"
 #include "train_s2s.h"
 
@@ -454,6 +455,59 @@ static int cmd_pretrain(int argc, char **argv) {
     return 0;
 }
 
+/* `tapegrad distill`: DistilBERT's triple loss (or causal-LM distillation for
+ * GPT-2) from a teacher checkpoint into a student config; without --teacher,
+ * the student's own MLM/CLM loss alone (how the teacher is trained). */
+static int cmd_distill(int argc, char **argv) {
+    int ok = 1;
+    recipe_distill_opts o = {
+        .student_config = opt(argc, argv, "--student"),
+        .teacher = opt(argc, argv, "--teacher"),
+        .data_dir = opt(argc, argv, "--data"),
+        .tokenizer = opt(argc, argv, "--tokenizer"),
+        .out_dir = opt(argc, argv, "--out"),
+        .init_from_teacher = true,
+        .steps = opt_int(argc, argv, "--steps", 1000, &ok),
+        .batch = opt_int(argc, argv, "--batch", 16, &ok),
+        .seq = opt_int(argc, argv, "--seq", 128, &ok),
+        .warmup = opt_int(argc, argv, "--warmup", 50, &ok),
+        .log_every = opt_int(argc, argv, "--log-every", 10, &ok),
+        .eval_every = opt_int(argc, argv, "--eval-every", 100, &ok),
+        .eval_batches = opt_int(argc, argv, "--eval-batches", 8, &ok),
+        .lr = opt_num(argc, argv, "--lr", 5e-4, &ok),
+        .weight_decay = opt_num(argc, argv, "--weight-decay", 0.0, &ok),
+        .clip = opt_num(argc, argv, "--clip", 5.0, &ok),
+        .max_seconds = opt_num(argc, argv, "--minutes", 0, &ok) * 60,
+        .seed = (uint64_t)opt_int(argc, argv, "--seed", 56, &ok),
+    };
+    const char *objective = opt(argc, argv, "--objective");
+    bool clm = objective && strcmp(objective, "clm") == 0;
+    if (objective && !clm && strcmp(objective, "mlm") != 0) {
+        fprintf(stderr, "tapegrad distill: --objective is mlm or clm\n");
+        return 2;
+    }
+    o.w = clm ? recipe_distill_clm_defaults() : recipe_distill_mlm_defaults();
+    o.w.temperature = (float)opt_num(argc, argv, "--temperature", o.w.temperature, &ok);
+    o.w.alpha_ce = (float)opt_num(argc, argv, "--alpha-ce", o.w.alpha_ce, &ok);
+    o.w.alpha_mlm = (float)opt_num(argc, argv, "--alpha-mlm", o.w.alpha_mlm, &ok);
+    o.w.alpha_clm = (float)opt_num(argc, argv, "--alpha-clm", o.w.alpha_clm, &ok);
+    o.w.alpha_cos = (float)opt_num(argc, argv, "--alpha-cos", o.w.alpha_cos, &ok);
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    for (int i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--random-init") == 0) { o.init_from_teacher = false; argv[i] = ""; }
+        else if (strcmp(argv[i], "--restrict-ce-to-mask") == 0) { o.w.restrict_ce_to_mask = true; argv[i] = ""; }
+    }
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!o.student_config || !o.data_dir || !o.out_dir) {
+        fprintf(stderr, "usage: tapegrad distill --student config.json [--teacher RUN/ckpt.h5] --data DIR "
+                        "--tokenizer tok.json --out RUN [options]\n");
+        return 2;
+    }
+    ag_set_threads(threads);
+    if (recipe_distill_train(&o)) { fprintf(stderr, "tapegrad distill: %s\n", ag_error()); return 1; }
+    return 0;
+}
+
 /* `tapegrad generate`: decoding options as Hugging Face's generate() names
  * them; --bench times the same generation with and without the cache. */
 static int cmd_generate(int argc, char **argv) {
@@ -749,6 +803,10 @@ static void usage(FILE *f) {
             "  pretrain --recipe clm|mlm|nsp|sop|electra|span|denoise|tlm|ctrl --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
+            "  distill --student config.json [--teacher RUN/ckpt.h5] --data DIR --tokenizer tok.json --out RUN\n"
+            "          [--objective mlm|clm --temperature 2 --alpha-ce 5 --alpha-mlm 2 --alpha-clm 0 --alpha-cos 1\n"
+            "          --restrict-ce-to-mask --random-init --steps --batch --seq --lr --warmup --minutes --threads]\n"
+            "                 DistilBERT's triple loss, the student from every other teacher layer; no --teacher: MLM/CLM alone\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
             "           --greedy --seed S --repetition-penalty R --num-beams N --length-penalty L\n"
             "           --early-stopping true|false|never --eos ID --forced-bos ID --no-cache]\n"
@@ -802,6 +860,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
+    if (strcmp(cmd, "distill") == 0) return cmd_distill(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "train-s2s") == 0) return cmd_train_s2s(argc, argv);
