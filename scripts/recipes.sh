@@ -10,7 +10,7 @@
 # first word, which the trainer takes as the document's control code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-r=${1:?usage: scripts/recipes.sh mlm|nsp|sop|electra|span|denoise|ctrl}
+r=${1:?usage: scripts/recipes.sh mlm|nsp|sop|electra|span|denoise|ctrl|tlm}
 minutes=${MINUTES:-2.5}
 [ -x build/tapegrad ] || bash scripts/build.sh
 corpus=$(bash scripts/corpus.sh)
@@ -35,6 +35,28 @@ PY
 else
   [ -f $data/manifest.json ] || ./build/tapegrad prepare --tokenizer runs/sotu-wp.json --out $data --val 0.05 --quiet \
     --input "$corpus"/*.txt
+fi
+if [ "$r" = tlm ]; then
+  # tlm: English/Spanish Bible verses (Debian's SWORD modules, fetched at run
+  # time), one verse per document in two aligned folders; one WordPiece
+  # vocabulary for both languages; the held-out split is by document index,
+  # so the two folders hold out the same verses
+  pairs=$(bash scripts/bible-pairs.sh runs/bible)
+  mkdir -p runs/tlm-text
+  cut -f1 "$pairs" | sed 's/$/\n/' > runs/tlm-text/en.txt
+  cut -f2 "$pairs" | sed 's/$/\n/' > runs/tlm-text/es.txt
+  [ -f runs/tlm-wp.json ] || ./build/tapegrad tokenizer train --type wordpiece --vocab-size 8000 --out runs/tlm-wp.json \
+    --input runs/tlm-text/en.txt runs/tlm-text/es.txt
+  for l in en es; do
+    [ -f runs/tlm-$l/manifest.json ] || ./build/tapegrad prepare --tokenizer runs/tlm-wp.json --out runs/tlm-$l \
+      --val 0.05 --quiet --docs-by-blank-lines --input runs/tlm-text/$l.txt
+  done
+  rm -rf runs/recipe-tlm
+  ./build/tapegrad pretrain --recipe tlm --config configs/recipes/xlm-tlm.json --data runs/tlm-en --tgt-data runs/tlm-es \
+    --out runs/recipe-tlm --steps "${STEPS:-400}" --batch 16 --seq 128 --lr 1e-3 --min-lr 1e-4 --warmup 20 \
+    --weight-decay 0.01 --log-every 10 --eval-every 25 --eval-batches 8 --save-every 0 --minutes "$minutes" --threads 2
+  ./build/tapegrad plot runs/recipe-tlm --out docs/figures/tlm-loss.svg
+  exit 0
 fi
 case $r in
   mlm) cfg=bert-mlm ;; nsp) cfg=bert-nsp ;; sop) cfg=albert-sop ;; electra) cfg=electra-discriminator ;;
