@@ -351,6 +351,75 @@ static void test_best_checkpoint_is_the_best_epochs(void **state) {
     printf("bag of words: best epoch %d of 6 (MCC %.4f), accuracy %.4f\n", best_epoch, best, r.best.accuracy);
 }
 
+/* ---------------------------------------------------------------- an imported Hugging Face model */
+
+#ifndef HF_FIXTURE_DIR
+#define HF_FIXTURE_DIR "../shared/fixtures/hf"
+#endif
+
+static void copy_file(const char *from, const char *to) {
+    size_t len;
+    char *text = ag_read_file("fixture", from, (size_t)1 << 26, &len);
+    assert_non_null(text);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    free(text);
+}
+
+/* The Hugging Face BERT fixture (BertForMaskedLM, vocab 128) with a WordPiece
+ * vocab.txt becomes BertForSequenceClassification on sentence pairs: the
+ * encoder comes from the file, the pooler and classifier are new, and a short
+ * run trains and evaluates through the model's tokenizer ([CLS] a [SEP] b [SEP]). */
+static void test_hugging_face_bert_pairs(void **state) {
+    (void)state;
+    FILE *probe = fopen(HF_FIXTURE_DIR "/bert/model.safetensors", "rb");
+    if (!probe) skip();
+    fclose(probe);
+    char dir[512], path[600], train[512], out[512];
+    tmp_path(dir, sizeof dir, "hf-bert");
+    assert_int_equal(ag_make_dirs(dir), AG_OK);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    copy_file(HF_FIXTURE_DIR "/bert/config.json", path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    copy_file(HF_FIXTURE_DIR "/bert/model.safetensors", path);
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
+    static const char *const words[] = {"a", "man", "woman", "sleeps", "is", "awake", "runs", "sits", "."};
+    for (int i = 0; i < 9; ++i) fprintf(f, "%s\n", words[i]);
+    for (int i = 14; i < 128; ++i) fprintf(f, "w%d\n", i);
+    fclose(f);
+    tmp_path(train, sizeof train, "pairs-train.tsv");
+    f = fopen(train, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 32; ++i) /* entailment-like: 1 when b repeats a's verb */
+        fprintf(f, "%d\ta %s %s .\ta %s %s .\n", i % 2, words[1 + i % 2], words[3 + (i / 2) % 4], words[1 + i % 2],
+                words[i % 2 ? 3 + (i / 2) % 4 : 3 + (i / 2 + 1) % 4]);
+    fclose(f);
+    recipe_finetune_opts o = recipe_finetune_defaults();
+    o.init = dir, o.train_path = train, o.eval_path = train, o.out_dir = tmp_path(out, sizeof out, "hf-bert-out");
+    o.epochs = 2, o.batch = 8, o.seq = 32, o.lr = 1e-3, o.quiet = true;
+    recipe_finetune_result r;
+    if (recipe_finetune(&o, &r)) fail_msg("%s", ag_error());
+    assert_true(r.best.n == 32 && r.n_trainable == r.n_params);
+    /* the saved classifier is a BertForSequenceClassification with 2 labels */
+    ckpt_state st;
+    snprintf(path, sizeof path, "%s/ckpt.h5", out);
+    assert_int_equal(ckpt_read_state(path, &st), AG_OK);
+    assert_non_null(strstr(st.config, "BertForSequenceClassification"));
+    recipe_model m;
+    assert_int_equal(recipe_model_declare_text(&m, st.config, path, NULL), AG_OK);
+    assert_int_equal(ag_params_finalize(&m.ps), AG_OK);
+    if (ckpt_load_params(path, &m.ps)) fail_msg("%s", ag_error());
+    assert_int_equal(m.bert.cfg.num_labels, 2);
+    printf("BERT pairs: %lld parameters, accuracy %.3f after 2 epochs\n", (long long)r.n_params, r.best.accuracy);
+    recipe_model_free(&m);
+    ckpt_state_free(&st);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_by_hand),
@@ -358,6 +427,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2_cls_matches_pytorch),
         cmocka_unit_test(test_freezing_leaves_frozen_parameters_unchanged),
         cmocka_unit_test(test_best_checkpoint_is_the_best_epochs),
+        cmocka_unit_test(test_hugging_face_bert_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
