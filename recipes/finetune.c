@@ -182,6 +182,7 @@ typedef struct classifier {
     ag_params *ps;        /* the registry the optimizer sees */
     int pad_id;           /* the id batches are padded with */
     bool bytes;           /* byte-level: one id per byte */
+    bool pool_mean;       /* GPT-2: score the mean hidden state instead of the last token's */
     data_tokenizer tok;
     bool have_tok;
     data_strmap words;    /* bag of words: word -> feature index */
@@ -561,6 +562,19 @@ static ag_tensor *forward(ag_ctx *ctx, const classifier *c, const encoded *e, co
             mask->data[b * T + t] = tok;
         }
     }
+    if (c->kind == CLS_GPT2 && c->pool_mean) {
+        /* the mean of the final hidden states over each row's tokens, then
+         * score: h [B,T,C] * mask [B,T,1], summed over T [B,C], / length [B,1] */
+        ag_tensor *h = nn_gpt2_forward(ctx, &c->rm.gpt2, ids, mask, 0);
+        ag_tensor *m = ag_new(ctx, 3, AG_SHAPE(B, T, 1), false), *inv = ag_new(ctx, 2, AG_SHAPE(B, 1), false);
+        if (!h || !m || !inv) return NULL;
+        for (int b = 0; b < B; ++b) {
+            int64_t len = e->off[idx[b] + 1] - e->off[idx[b]];
+            for (int64_t t = 0; t < len; ++t) m->data[b * T + t] = 1.0f;
+            inv->data[b] = 1.0f / (float)len;
+        }
+        return nn_linear_forward(ctx, &c->score, ag_mul(ctx, ag_sum(ctx, ag_mul(ctx, h, m), 1, false), inv));
+    }
     if (c->kind == CLS_GPT2) return nn_gpt2_cls_logits(ctx, &c->rm.gpt2, &c->score, ids, mask, c->pad_id);
     return nn_bert_cls_logits(ctx, &c->rm.bert, nn_bert_forward(ctx, &c->rm.bert, ids, types, mask));
 }
@@ -678,6 +692,7 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     c.num_labels = o->num_labels > 0 ? o->num_labels : train.max_label + 1;
     if (c.num_labels < 2) c.num_labels = 2;
     c.n_texts = train.n_texts;
+    c.pool_mean = o->pool_mean;
     if ((st = o->bow ? build_bow(&c, &train, o) : build_transformer(&c, o))) goto done;
     if ((st = encode_set(&c, &train, o->train_path, o->seq, &etr)) ||
         (st = encode_set(&c, &dev, o->eval_path, o->seq, &edv)))

@@ -88,6 +88,8 @@ typedef struct recipe_finetune_opts {
     int bow_max_features;    /* the bag-of-words vocabulary's size (most frequent words) */
     uint64_t seed;
     bool quiet;              /* no progress lines */
+    bool pool_mean;          /* GPT-2 only, not Hugging Face's class: score the mean of the final
+                                hidden states over the tokens instead of the last token's */
     int max_train_steps;     /* > 0: stop each epoch after this many steps (tests) */
 } recipe_finetune_opts;
 

@@ -504,6 +504,7 @@ static int cmd_finetune(int argc, char **argv) {
         if (strcmp(argv[i], "--freeze-all-but-head") == 0) { o.freeze_all_but_head = true; argv[i] = ""; }
         else if (strcmp(argv[i], "--baseline") == 0) { bow = true; argv[i] = ""; }
         else if (strcmp(argv[i], "--quiet") == 0) { o.quiet = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--pool-mean") == 0) { o.pool_mean = true; argv[i] = ""; }
     }
     o.bow = bow;
     o.epochs = opt_int(argc, argv, "--epochs", o.epochs, &ok);
