@@ -242,3 +242,37 @@ ag_tensor *nn_gpt2_forward_cached(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *
     if (h) nn_kv_cache_advance(cache, T);
     return h;
 }
+
+/* ---------------------------------------------------------------- GPT2ForSequenceClassification */
+
+ag_status nn_gpt2_cls_declare(ag_params *ps, nn_linear *score, const nn_gpt2_config *cfg, int num_labels) {
+    if (num_labels < 1) return ag_fail(AG_ERR_ARG, "gpt2: num_labels must be >= 1, got %d", num_labels);
+    return nn_linear_init(ps, score, "score", cfg->n_embd, num_labels, false, AG_LINEAR_OUT_IN);
+}
+
+void nn_gpt2_cls_init(nn_linear *score, const nn_gpt2_config *cfg, uint64_t seed) {
+    nn_init_rng r = {seed ^ 0x5c04e11ull, 0};
+    nn_init_normal(score->w, cfg->initializer_range, &r);
+}
+
+ag_tensor *nn_gpt2_cls_logits(ag_ctx *ctx, const nn_gpt2 *m, const nn_linear *score, const ag_ints *ids,
+                              const ag_ints *attention_mask, int pad_token_id) {
+    ag_tensor *h = nn_gpt2_forward(ctx, m, ids, attention_mask, 0); /* [B,T,C] */
+    if (!h) return NULL;
+    const int64_t B = ids->shape[0], T = ids->shape[1], C = m->cfg.n_embd;
+    /* row b*T + last_b of h viewed as [B*T,C]; HF's "argmax of ids == pad,
+     * minus 1" is the first pad's index minus one, and -1 wraps to T-1 */
+    ag_ints *rows = ag_ints_from(ctx, NULL, 1, AG_SHAPE(B));
+    if (!rows) return NULL;
+    for (int64_t b = 0; b < B; ++b) {
+        int64_t first_pad = 0; /* argmax of an all-zero row is 0 */
+        if (pad_token_id >= 0)
+            for (int64_t t = 0; t < T; ++t)
+                if (ids->data[b * T + t] == pad_token_id) { first_pad = t; break; }
+        int64_t last = first_pad - 1;
+        if (last < 0) last += T;
+        rows->data[b] = (int32_t)(b * T + last);
+    }
+    ag_tensor *pooled = ag_index_select(ctx, ag_reshape(ctx, h, 2, AG_SHAPE(B * T, C)), 0, rows); /* [B,C] */
+    return nn_linear_forward(ctx, score, pooled);                                                /* [B,L] */
+}

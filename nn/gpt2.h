@@ -75,4 +75,31 @@ ag_tensor *nn_gpt2_lm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, co
  * n_positions. */
 ag_tensor *nn_gpt2_forward_cached(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, nn_kv_cache *cache);
 
+/* ---------------------------------------------------------------- GPT2ForSequenceClassification
+ *
+ * Hugging Face's class (4.31) puts one Linear without bias, `score.weight`
+ * [num_labels, C], on the final hidden states and keeps, per row, the logits
+ * of the last token that is not padding:
+ *
+ *   logits = score(h)                                      [B,T,L]
+ *   last_b = (first index of pad_token_id in ids[b]) - 1   (-1 when there is none: T-1)
+ *   pooled[b] = logits[b, last_b]                          [B,L]
+ *   loss = cross_entropy(pooled, labels)
+ *
+ * We pick the rows first and apply score to [B,C] only: the same numbers. The
+ * backbone is declared as GPT2LMHeadModel with tied embeddings (its names are
+ * "transformer.*", as in the classification model) and its LM head is never
+ * used. */
+
+/* Declares score.weight [num_labels, n_embd] in `ps` (after nn_gpt2_declare).
+ * Errors: num_labels < 1, or the registry's error. */
+ag_status nn_gpt2_cls_declare(ag_params *ps, nn_linear *score, const nn_gpt2_config *cfg, int num_labels);
+/* _init_weights for the head: N(0, initializer_range), from its own stream. */
+void nn_gpt2_cls_init(nn_linear *score, const nn_gpt2_config *cfg, uint64_t seed);
+/* The pooled logits [B,num_labels] for ids [B,T] (attention_mask [B,T] or
+ * NULL). pad_token_id < 0 means none (every row ends at T-1). Returns NULL
+ * with an error for bad shapes or a NULL input. */
+ag_tensor *nn_gpt2_cls_logits(ag_ctx *ctx, const nn_gpt2 *m, const nn_linear *score, const ag_ints *ids,
+                              const ag_ints *attention_mask, int pad_token_id);
+
 #endif

@@ -10,6 +10,7 @@
 #include "ag.h"
 #include "ckpt.h"
 #include "data.h"
+#include "finetune.h"
 #include "generate.h"
 #include "models.h"
 #include "pretrain.h"
@@ -578,6 +579,57 @@ static int cmd_plot(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- finetune */
+
+/* `tapegrad finetune --task classify`: a classifier on TSV files (finetune.h). */
+static int cmd_finetune(int argc, char **argv) {
+    int ok = 1;
+    recipe_finetune_opts o = recipe_finetune_defaults();
+    const char *task = opt(argc, argv, "--task"), *model = opt(argc, argv, "--model"),
+               *metric = opt(argc, argv, "--metric");
+    o.init = opt(argc, argv, "--init");
+    o.train_path = opt(argc, argv, "--train");
+    o.eval_path = opt(argc, argv, "--eval");
+    o.out_dir = opt(argc, argv, "--out");
+    bool bow = model && strcmp(model, "bow") == 0;
+    for (int i = 2; i < argc; ++i) {
+        if (strcmp(argv[i], "--freeze-all-but-head") == 0) { o.freeze_all_but_head = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--baseline") == 0) { bow = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--quiet") == 0) { o.quiet = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--pool-mean") == 0) { o.pool_mean = true; argv[i] = ""; }
+    }
+    o.bow = bow;
+    o.epochs = opt_int(argc, argv, "--epochs", o.epochs, &ok);
+    o.batch = opt_int(argc, argv, "--batch", o.batch, &ok);
+    o.seq = opt_int(argc, argv, "--seq", o.seq, &ok);
+    o.lr = opt_num(argc, argv, "--lr", bow ? 1e-2 : o.lr, &ok);
+    o.weight_decay = opt_num(argc, argv, "--weight-decay", o.weight_decay, &ok);
+    o.warmup = opt_num(argc, argv, "--warmup", o.warmup, &ok);
+    o.dropout = opt_num(argc, argv, "--dropout", o.dropout, &ok);
+    o.freeze = opt_int(argc, argv, "--freeze", 0, &ok);
+    o.num_labels = opt_int(argc, argv, "--num-labels", 0, &ok);
+    o.bow_max_features = opt_int(argc, argv, "--features", o.bow_max_features, &ok);
+    o.seed = (uint64_t)opt_int(argc, argv, "--seed", (int)o.seed, &ok);
+    o.max_train_steps = opt_int(argc, argv, "--max-steps", 0, &ok);
+    int threads = opt_int(argc, argv, "--threads", 0, &ok);
+    if (!ok || leftovers(argc, argv, 2)) return 2;
+    if (!task || strcmp(task, "classify") != 0 || (model && !bow) || !o.train_path || !o.eval_path || !o.out_dir ||
+        (!bow && !o.init)) {
+        fprintf(stderr, "usage: tapegrad finetune --task classify --init RUN_OR_HF_DIR --train train.tsv --eval dev.tsv\n"
+                        "         --out RUN [--freeze N | --freeze-all-but-head] [--epochs --batch --lr --seq --warmup\n"
+                        "         --weight-decay --dropout --metric accuracy|f1|mcc --num-labels --seed --threads]\n"
+                        "       tapegrad finetune --task classify --model bow --train ... --eval ... --out RUN [--features N]\n");
+        return 2;
+    }
+    if (metric && recipe_metric_from_name(metric, &o.metric)) { fprintf(stderr, "tapegrad finetune: %s\n", ag_error()); return 2; }
+    ag_set_threads(threads);
+    recipe_finetune_result r;
+    if (recipe_finetune(&o, &r)) { fprintf(stderr, "tapegrad finetune: %s\n", ag_error()); return 1; }
+    printf("best epoch %d: accuracy %.4f  F1 %.4f  MCC %.4f on %lld held-out examples; saved %s/ckpt.h5\n", r.best_epoch,
+           r.best.accuracy, r.best.f1, r.best.mcc, (long long)r.best.n, o.out_dir);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- other commands */
 
 static int cmd_ops(void) {
@@ -810,6 +862,9 @@ static void usage(FILE *f) {
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
             "           --greedy --seed S --repetition-penalty R --num-beams N --length-penalty L\n"
             "           --early-stopping true|false|never --eos ID --forced-bos ID --no-cache]\n"
+            "  finetune --task classify --init RUN_OR_HF_DIR --train train.tsv --eval dev.tsv --out RUN\n"
+            "           [--freeze N | --freeze-all-but-head] [--epochs --batch --lr --seq --warmup --dropout --metric]\n"
+            "  finetune --task classify --model bow --train ... --eval ... --out RUN   bag-of-words baseline\n"
             "  generate --bench --config model.json [--max-new 256 ...]   tokens/s with and without the kv cache\n"
             "  plot RUN [--out loss.svg]   the run's training and held-out loss curves\n"
             "  train-s2s --config model.json --data pairs.tsv --out RUN [--vocab --max-src --max-tgt --steps\n"
@@ -862,6 +917,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc, argv);
     if (strcmp(cmd, "distill") == 0) return cmd_distill(argc, argv);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc, argv);
+    if (strcmp(cmd, "finetune") == 0) return cmd_finetune(argc, argv);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "train-s2s") == 0) return cmd_train_s2s(argc, argv);
     if (strcmp(cmd, "translate") == 0) return cmd_translate(argc, argv);
