@@ -30,7 +30,7 @@
 ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     memset(g, 0, sizeof *g);
     double eps, range, ph, pa, pc;
-    const char *act, *pos_type;
+    const char *pos_type;
     ag_status st;
     /* AlbertConfig's defaults are albert-xxlarge's */
     if ((st = nn_config_int(c, "vocab_size", 30000, 1, 1 << 24, &g->vocab_size)) ||
@@ -49,7 +49,7 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
         (st = nn_config_num(c, "hidden_dropout_prob", 0.0, &ph)) ||
         (st = nn_config_num(c, "attention_probs_dropout_prob", 0.0, &pa)) ||
         (st = nn_config_num(c, "classifier_dropout_prob", 0.1, &pc)) ||
-        (st = nn_config_str(c, "hidden_act", "gelu_new", &act)) ||
+        (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
         (st = nn_electra_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
@@ -59,8 +59,6 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
                        g->hidden_size, g->num_attention_heads);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_act\": unknown activation '%s'", c->path, act);
     if (strcmp(pos_type, "absolute") != 0)
         return ag_fail(AG_ERR_ARG, "config %s: field \"position_embedding_type\" is '%s'; tapegrad builds only "
                        "\"absolute\"", c->path, pos_type);

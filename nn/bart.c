@@ -49,7 +49,7 @@ ag_status nn_bart_config_read_flavour(const nn_config *c, bool m2m, nn_bart_conf
     memset(g, 0, sizeof *g);
     g->m2m100 = m2m;
     double drop, attn, act_drop, cls_drop, std, enc_ld, dec_ld;
-    const char *act, *problem;
+    const char *problem;
     ag_status st;
     /* BartConfig's and M2M100Config's defaults (bart-large, m2m100_418M) */
     if ((st = nn_config_int(c, "vocab_size", m2m ? 128112 : 50265, 1, 1 << 24, &g->vocab_size)) ||
@@ -61,7 +61,7 @@ ag_status nn_bart_config_read_flavour(const nn_config *c, bool m2m, nn_bart_conf
         (st = nn_config_int(c, "decoder_attention_heads", 16, 1, 4096, &g->decoder_attention_heads)) ||
         (st = nn_config_int(c, "encoder_ffn_dim", 4096, 1, 1 << 20, &g->encoder_ffn_dim)) ||
         (st = nn_config_int(c, "decoder_ffn_dim", 4096, 1, 1 << 20, &g->decoder_ffn_dim)) ||
-        (st = nn_config_str(c, "activation_function", m2m ? "relu" : "gelu", &act)) ||
+        (st = nn_config_act(c, "activation_function", m2m ? "relu" : "gelu", &g->act)) ||
         (st = nn_config_num(c, "dropout", 0.1, &drop)) ||
         (st = nn_config_num(c, "attention_dropout", m2m ? 0.1 : 0.0, &attn)) ||
         (st = nn_config_num(c, "activation_dropout", 0.0, &act_drop)) ||
@@ -94,8 +94,6 @@ ag_status nn_bart_config_read_flavour(const nn_config *c, bool m2m, nn_bart_conf
         (st = check_token(c, "eos_token_id", g->eos_token_id, g->vocab_size)) ||
         (st = check_token(c, "decoder_start_token_id", g->decoder_start_token_id, g->vocab_size)))
         return st;
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"activation_function\": unknown activation '%s'", c->path, act);
     if (m2m && g->d_model < 4) /* the sinusoid divides by d_model/2 - 1 */
         return ag_fail(AG_ERR_ARG, "config %s: field \"d_model\" is %d; M2M-100's sinusoidal positions need >= 4",
                        c->path, g->d_model);

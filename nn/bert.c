@@ -32,7 +32,7 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
     memset(g, 0, sizeof *g);
     g->roberta = roberta;
     double eps, range, ph, pa, pc;
-    const char *act, *pos_type, *problem;
+    const char *pos_type, *problem;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 30522, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "hidden_size", 768, 1, 1 << 16, &g->hidden_size)) ||
@@ -47,7 +47,7 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
         (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
         (st = nn_config_num(c, "classifier_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
-        (st = nn_config_str(c, "hidden_act", "gelu", &act)) ||
+        (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
@@ -64,8 +64,6 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
                        g->hidden_size, g->num_attention_heads);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_act\": unknown activation '%s'", c->path, act);
     if (strcmp(pos_type, "absolute") != 0)
         return ag_fail(AG_ERR_ARG, "config %s: field \"position_embedding_type\" is '%s'; tapegrad builds only "
                        "\"absolute\"", c->path, pos_type);

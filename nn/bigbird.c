@@ -31,7 +31,7 @@
 ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     memset(g, 0, sizeof *g);
     double eps, range, ph, pa;
-    const char *act, *type, *pos_type;
+    const char *type, *pos_type;
     bool is_decoder, cross;
     ag_status st;
     /* BigBirdConfig's defaults (google/bigbird-roberta-base's sizes) */
@@ -49,7 +49,7 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
         (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
         (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
-        (st = nn_config_str(c, "hidden_act", "gelu_new", &act)) ||
+        (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "attention_type", "block_sparse", &type)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "use_bias", true, &g->use_bias)) ||
@@ -61,8 +61,6 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
                        g->hidden_size, g->num_attention_heads);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_act\": unknown activation '%s'", c->path, act);
     if (strcmp(type, "block_sparse") == 0) g->block_sparse = true;
     else if (strcmp(type, "original_full") != 0)
         return ag_fail(AG_ERR_ARG, "config %s: field \"attention_type\" is '%s'; it must be \"block_sparse\" or "

@@ -23,7 +23,7 @@
 ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g) {
     memset(g, 0, sizeof *g);
     double range, pd, pa, pc;
-    const char *act, *problem;
+    const char *problem;
     bool sinusoidal;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 30522, 1, 1 << 24, &g->vocab_size)) ||
@@ -37,7 +37,7 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
         (st = nn_config_num(c, "dropout", 0.1, &pd)) ||
         (st = nn_config_num(c, "attention_dropout", 0.1, &pa)) ||
         (st = nn_config_num(c, "seq_classif_dropout", 0.2, &pc)) ||
-        (st = nn_config_str(c, "activation", "gelu", &act)) ||
+        (st = nn_config_act(c, "activation", "gelu", &g->act)) ||
         (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "sinusoidal_pos_embds", false, &sinusoidal)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
@@ -51,8 +51,6 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
     }
     if (g->dim % g->n_heads)
         return ag_fail(AG_ERR_ARG, "config %s: dim %d is not divisible by n_heads %d", c->path, g->dim, g->n_heads);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"activation\": unknown activation '%s'", c->path, act);
     if (sinusoidal)
         return ag_fail(AG_ERR_ARG, "config %s: field \"sinusoidal_pos_embds\" is true; tapegrad builds only learned "
                        "positions", c->path);

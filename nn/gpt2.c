@@ -25,7 +25,6 @@
 ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
     memset(g, 0, sizeof *g);
     double eps, range, pe, pa, pr;
-    const char *act;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "n_positions", 1024, 1, 1 << 20, &g->n_positions)) ||
@@ -37,7 +36,7 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
         (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.1, &pa)) ||
         (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) ||
-        (st = nn_config_str(c, "activation_function", "gelu_new", &act)) ||
+        (st = nn_config_act(c, "activation_function", "gelu_new", &g->act)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
         (st = nn_config_bool(c, "scale_attn_weights", true, &g->scale_attn_weights)) ||
         (st = nn_config_bool(c, "scale_attn_by_inverse_layer_idx", false, &g->scale_attn_by_inverse_layer_idx)) ||
@@ -46,8 +45,6 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         return st;
     if (g->n_embd % g->n_head)
         return ag_fail(AG_ERR_ARG, "config %s: n_embd %d is not divisible by n_head %d", c->path, g->n_embd, g->n_head);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"activation_function\": unknown activation '%s'", c->path, act);
     if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
     if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
         return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);

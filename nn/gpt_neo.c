@@ -63,7 +63,6 @@ bad:
 ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
     memset(g, 0, sizeof *g);
     double eps, range, pe, pa, pr;
-    const char *act;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "max_position_embeddings", 2048, 1, 1 << 20, &g->max_position_embeddings)) ||
@@ -77,14 +76,12 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
         (st = nn_config_num(c, "embed_dropout", 0.0, &pe)) ||
         (st = nn_config_num(c, "attention_dropout", 0.0, &pa)) ||
         (st = nn_config_num(c, "resid_dropout", 0.0, &pr)) ||
-        (st = nn_config_str(c, "activation_function", "gelu_new", &act)) ||
+        (st = nn_config_act(c, "activation_function", "gelu_new", &g->act)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)))
         return st;
     if (g->hidden_size % g->num_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_heads %d", c->path,
                        g->hidden_size, g->num_heads);
-    if (!nn_act_from_name(act, &g->act))
-        return ag_fail(AG_ERR_ARG, "config %s: field \"activation_function\": unknown activation '%s'", c->path, act);
     if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
     if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
         return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);

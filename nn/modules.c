@@ -257,3 +257,12 @@ ag_status nn_config_bool(const nn_config *c, const char *name, bool dflt, bool *
     *out = cJSON_IsTrue(v);
     return AG_OK;
 }
+
+ag_status nn_config_act(const nn_config *c, const char *name, const char *dflt, nn_act *out) {
+    const char *act;
+    ag_status st = nn_config_str(c, name, dflt, &act);
+    if (st) return st;
+    if (!nn_act_from_name(act, out))
+        return ag_fail(AG_ERR_ARG, "config %s: field \"%s\": unknown activation '%s'", c->path, name, act);
+    return AG_OK;
+}

@@ -112,6 +112,10 @@ ag_status nn_config_int(const nn_config *c, const char *field, int dflt, int lo,
 ag_status nn_config_num(const nn_config *c, const char *field, double dflt, double *out);
 ag_status nn_config_str(const nn_config *c, const char *field, const char *dflt, const char **out);
 ag_status nn_config_bool(const nn_config *c, const char *field, bool dflt, bool *out);
+/* An activation named as Hugging Face's ACT2FN names it (nn_act_from_name);
+ * a missing field takes `dflt`. Errors: not a string, or an unknown name,
+ * each naming the file and the field. */
+ag_status nn_config_act(const nn_config *c, const char *field, const char *dflt, nn_act *out);
 
 /* ---------------------------------------------------------------- feed-forward and blocks (blocks.c) */
 
