@@ -259,7 +259,7 @@ ag_status nn_config_bool(const nn_config *c, const char *name, bool dflt, bool *
 }
 
 ag_status nn_config_act(const nn_config *c, const char *name, const char *dflt, nn_act *out) {
-    const char *act;
+    const char *act = NULL;
     ag_status st = nn_config_str(c, name, dflt, &act);
     if (st) return st;
     if (!nn_act_from_name(act, out))
