@@ -572,6 +572,13 @@ ag_status data_prepare(const data_prepare_opts *o, data_prepare_stats *stats) {
     stats->seconds = now_seconds() - p.t0;
     progress(&p, true);
     if (!st) st = write_manifest(&p);
+    /* the tokenizer beside the shards, so that the folder (and every run
+     * trained from it) carries what its ids mean */
+    if (!st && !p.bytes) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/tokenizer.json", o->out_dir);
+        st = data_tokenizer_save(&p.tok, path);
+    }
 done:
     for (int i = 0; i < 2; ++i) {
         data_encoding_free(&p.split[i].toks);

@@ -218,6 +218,18 @@ ag_tensor *nn_distilbert_forward(ag_ctx *ctx, const nn_distilbert *m, const ag_i
     return h;
 }
 
+ag_tensor *nn_distilbert_cls_logits(ag_ctx *ctx, const nn_distilbert *m, ag_tensor *hidden) {
+    if (!hidden) return NULL;
+    if (m->head != NN_BERT_SEQ_CLS) {
+        ag_fail(AG_ERR_STATE, "distilbert: only DistilBertForSequenceClassification has a classifier");
+        return NULL;
+    }
+    const int64_t B = hidden->shape[0], C = m->cfg.dim;
+    ag_tensor *x = ag_reshape(ctx, ag_slice(ctx, hidden, 1, 0, 1), 2, AG_SHAPE(B, C)); /* h[:,0] */
+    x = ag_relu(ctx, nn_linear_forward(ctx, &m->pre_classifier, x));
+    return nn_linear_forward(ctx, &m->classifier, ag_dropout(ctx, x, m->cfg.seq_classif_dropout)); /* [B,L] */
+}
+
 ag_tensor *nn_distilbert_loss(ag_ctx *ctx, const nn_distilbert *m, const ag_ints *ids, const ag_ints *attention_mask,
                               const ag_ints *labels, int64_t *n_tokens) {
     if (m->head == NN_BERT_MODEL) {
@@ -231,13 +243,10 @@ ag_tensor *nn_distilbert_loss(ag_ctx *ctx, const nn_distilbert *m, const ag_ints
     }
     ag_tensor *h = nn_distilbert_forward(ctx, m, ids, attention_mask); /* [B,T,C] */
     if (!h) return NULL;
-    const int64_t B = ids->shape[0], T = ids->shape[1], C = m->cfg.dim;
-    if (m->head == NN_BERT_SEQ_CLS) {
-        ag_tensor *x = ag_reshape(ctx, ag_slice(ctx, h, 1, 0, 1), 2, AG_SHAPE(B, C)); /* h[:,0] */
-        x = ag_relu(ctx, nn_linear_forward(ctx, &m->pre_classifier, x));
-        x = nn_linear_forward(ctx, &m->classifier, ag_dropout(ctx, x, m->cfg.seq_classif_dropout)); /* [B,L] */
-        return nn_bert_classifier_loss(ctx, x, labels, m->cfg.problem, m->cfg.problem_type_given, n_tokens);
-    }
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    if (m->head == NN_BERT_SEQ_CLS)
+        return nn_bert_classifier_loss(ctx, nn_distilbert_cls_logits(ctx, m, h), labels, m->cfg.problem,
+                                       m->cfg.problem_type_given, n_tokens);
     if (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != T) {
         char s[64];
         ag_fail(AG_ERR_ARG, "distilbert: labels %s do not match input_ids [%lld,%lld]",

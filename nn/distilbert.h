@@ -63,6 +63,10 @@ int nn_distilbert_aliases(const nn_distilbert *m, const char *alias[][2], int ca
 /* ids [B,T], attention_mask [B,T] or NULL -> last hidden states [B,T,C]. */
 ag_tensor *nn_distilbert_forward(ag_ctx *ctx, const nn_distilbert *m, const ag_ints *ids,
                                  const ag_ints *attention_mask);
+/* DistilBertForSequenceClassification's logits [B,num_labels] from the last
+ * hidden states [B,T,C]: classifier(dropout(relu(pre_classifier(h[:,0])))).
+ * NULL with an error for the other classes (or a NULL hidden). */
+ag_tensor *nn_distilbert_cls_logits(ag_ctx *ctx, const nn_distilbert *m, ag_tensor *hidden);
 /* The class's loss: MLM cross entropy (labels [B,T], -100 ignored) or the
  * classifier's (labels [B] or [B,num_labels], as BERT's). *n_tokens receives
  * the number of counted targets. NULL with an error for DistilBertModel or

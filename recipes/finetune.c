@@ -171,7 +171,7 @@ recipe_finetune_opts recipe_finetune_defaults(void) {
 
 /* ================================================================ the classifier */
 
-typedef enum { CLS_GPT2, CLS_BERT, CLS_BOW } cls_kind;
+typedef enum { CLS_GPT2, CLS_BERT, CLS_DISTILBERT, CLS_BOW } cls_kind;
 
 typedef struct classifier {
     cls_kind kind;
@@ -291,9 +291,11 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
     else if (strcmp(type, "roberta") == 0) c->kind = CLS_BERT, cls = declare_as = "RobertaForSequenceClassification";
     else if (strcmp(type, "xlm-roberta") == 0)
         c->kind = CLS_BERT, cls = declare_as = "XLMRobertaForSequenceClassification";
+    else if (strcmp(type, "distilbert") == 0)
+        c->kind = CLS_DISTILBERT, cls = declare_as = "DistilBertForSequenceClassification";
     else {
         st = ag_fail(AG_ERR_ARG, "finetune: model_type '%s' of %s has no sequence classifier here (gpt2, bert, "
-                     "roberta, xlm-roberta)", type, o->init);
+                     "roberta, xlm-roberta, distilbert)", type, o->init);
         goto done;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(j, "architectures");
@@ -311,6 +313,9 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
         if (o->dropout >= 0)
             json_set_num(j, "embd_pdrop", o->dropout), json_set_num(j, "attn_pdrop", o->dropout),
                 json_set_num(j, "resid_pdrop", o->dropout);
+    } else if (c->kind == CLS_DISTILBERT && o->dropout >= 0) {
+        json_set_num(j, "dropout", o->dropout), json_set_num(j, "attention_dropout", o->dropout);
+        json_set_num(j, "seq_classif_dropout", o->dropout);
     } else if (o->dropout >= 0) {
         json_set_num(j, "hidden_dropout_prob", o->dropout), json_set_num(j, "attention_probs_dropout_prob", o->dropout);
     }
@@ -347,6 +352,8 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
         if ((st = data_tokenizer_load(&c->tok, file_exists(path) ? path : o->init))) goto done;
         c->have_tok = true;
         if (c->kind == CLS_BERT) c->pad_id = c->tok.pad_id >= 0 ? c->tok.pad_id : c->rm.bert.cfg.pad_token_id;
+        if (c->kind == CLS_DISTILBERT)
+            c->pad_id = c->tok.pad_id >= 0 ? c->tok.pad_id : c->rm.distilbert.cfg.pad_token_id;
     } else if (c->kind == CLS_GPT2 && gc.vocab_size == DATA_BYTE_VOCAB) {
         c->bytes = true;
     } else {
@@ -576,6 +583,8 @@ static ag_tensor *forward(ag_ctx *ctx, const classifier *c, const encoded *e, co
         return nn_linear_forward(ctx, &c->score, ag_mul(ctx, ag_sum(ctx, ag_mul(ctx, h, m), 1, false), inv));
     }
     if (c->kind == CLS_GPT2) return nn_gpt2_cls_logits(ctx, &c->rm.gpt2, &c->score, ids, mask, c->pad_id);
+    if (c->kind == CLS_DISTILBERT)
+        return nn_distilbert_cls_logits(ctx, &c->rm.distilbert, nn_distilbert_forward(ctx, &c->rm.distilbert, ids, mask));
     return nn_bert_cls_logits(ctx, &c->rm.bert, nn_bert_forward(ctx, &c->rm.bert, ids, types, mask));
 }
 
@@ -618,7 +627,8 @@ static ag_status evaluate(ag_ctx *ctx, const classifier *c, const encoded *e, in
 /* ================================================================ freezing */
 
 static bool is_head(const char *name) {
-    return strncmp(name, "score.", 6) == 0 || strncmp(name, "classifier.", 11) == 0 || strncmp(name, "bow.", 4) == 0;
+    return strncmp(name, "score.", 6) == 0 || strncmp(name, "classifier.", 11) == 0 ||
+           strncmp(name, "pre_classifier.", 15) == 0 || strncmp(name, "bow.", 4) == 0;
 }
 
 /* The layer a parameter belongs to ("transformer.h.3.attn..." -> 3,

@@ -48,6 +48,7 @@
 #include "data.h"
 #include "models.h"
 #include "optim.h"
+#include "tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
 static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
@@ -235,6 +237,31 @@ ag_status recipe_manifest_specials(const char *dir, recipe_collate_config *cfg, 
     cfg->eos_id = cfg->sep_id;
     *unk = v[4];
     return AG_OK;
+}
+
+ag_status recipe_run_tokenizer(const char *data_dir, const char *out_dir) {
+    char src[1024], dst[1024];
+    snprintf(src, sizeof src, "%s/tokenizer.json", data_dir);
+    if (access(src, R_OK) != 0) {
+        snprintf(dst, sizeof dst, "%s/manifest.json", data_dir);
+        if (access(dst, R_OK) != 0) return AG_OK; /* train.bin/val.bin data: bytes */
+        char *text = ag_read_file("pretrain: manifest", dst, 1 << 24, NULL);
+        if (!text) return AG_ERR_IO;
+        cJSON *root = cJSON_Parse(text);
+        free(text);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "tokenizer");
+        bool have = cJSON_IsString(t) && strcmp(t->valuestring, "bytes") != 0 && access(t->valuestring, R_OK) == 0;
+        if (have) snprintf(src, sizeof src, "%s", t->valuestring);
+        cJSON_Delete(root);
+        if (!have) return AG_OK;
+    }
+    data_tokenizer tok;
+    ag_status st = data_tokenizer_load(&tok, src);
+    if (st) return st;
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", out_dir);
+    st = data_tokenizer_save(&tok, dst);
+    data_tokenizer_free(&tok);
+    return st;
 }
 
 /* ---------------------------------------------------------------- one objective */
@@ -528,7 +555,7 @@ ag_status recipe_pretrain(const recipe_pretrain_opts *po) {
     optim_schedule sched = {.lr = o->lr, .min_lr = o->min_lr, .warmup_steps = o->warmup, .total_steps = o->steps};
     if ((st = optim_schedule_kind_from_name(o->schedule, &sched.kind)) || (st = optim_schedule_check(&sched))) goto done;
 
-    if ((st = ag_make_dirs(o->out_dir))) goto done;
+    if ((st = ag_make_dirs(o->out_dir)) || (st = recipe_run_tokenizer(o->data_dir, o->out_dir))) goto done;
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->out_dir);
     if (o->resume) {
         ckpt_state cs = {0};

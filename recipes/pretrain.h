@@ -47,6 +47,14 @@ void recipe_owned_corpus_free(recipe_owned_corpus *oc);
  * token or -1. Errors: no manifest, no special_ids. */
 ag_status recipe_manifest_specials(const char *dir, recipe_collate_config *cfg, int32_t unk[1]);
 
+/* Puts the data's tokenizer into the run folder as out_dir/tokenizer.json, as
+ * a Hugging Face model folder carries its own, so that finetune, generate and
+ * convert read the run's ids as text. It is data_dir/tokenizer.json (prepare
+ * writes it) or else the manifest's "tokenizer" path; byte-level data (and an
+ * older folder whose tokenizer has moved) have none and nothing is written.
+ * Errors: a tokenizer that is there but unreadable, an unwritable run folder. */
+ag_status recipe_run_tokenizer(const char *data_dir, const char *out_dir);
+
 /* One objective's model(s). For electra, model is the discriminator and gen
  * the generator whose non-embedding parameters live in model.ps as
  * "generator.<name>" and whose embeddings ARE the discriminator's (pretrain.c

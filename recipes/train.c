@@ -21,6 +21,7 @@
 #include "generate.h"
 #include "models.h"
 #include "optim.h"
+#include "pretrain.h"
 
 #include <errno.h>
 #include <math.h>
@@ -149,7 +150,7 @@ ag_status recipe_train_clm(const recipe_train_opts *o) {
     optim_schedule sched = {.lr = o->lr, .min_lr = o->min_lr, .warmup_steps = o->warmup, .total_steps = o->steps};
     if ((st = optim_schedule_kind_from_name(o->schedule, &sched.kind)) || (st = optim_schedule_check(&sched))) goto done;
 
-    if ((st = ag_make_dirs(o->out_dir))) goto done;
+    if ((st = ag_make_dirs(o->out_dir)) || (st = recipe_run_tokenizer(o->data_dir, o->out_dir))) goto done;
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->out_dir);
     if (o->resume) {
         ckpt_state cs = {0};

@@ -8,7 +8,9 @@
  *     (tests/fixtures/finetune/, made by gen_gpt2_cls.py);
  *   - freezing: parameters frozen by --freeze N or --freeze-all-but-head are
  *     bitwise unchanged after training, the others move;
- *   - the kept checkpoint is the best epoch's (bag-of-words model: fast).
+ *   - the kept checkpoint is the best epoch's (bag-of-words model: fast);
+ *   - an imported Hugging Face BERT on pairs, and an own DistilBERT run
+ *     (WordPiece, prepare, pretrain mlm) read through its own tokenizer.
  * No network, a few seconds.
  */
 #include "harness.h"
@@ -17,6 +19,9 @@
 #include "finetune.h"
 #include "gpt2.h"
 #include "models.h"
+#include "pretrain.h"
+#include "tokenizer.h"
+#include "data.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -420,6 +425,88 @@ static void test_hugging_face_bert_pairs(void **state) {
     ckpt_state_free(&st);
 }
 
+/* ---------------------------------------------------------------- an own run with its tokenizer */
+
+/* The whole path a user takes, on a small generated text: a WordPiece
+ * tokenizer trained on it, `prepare` (which puts tokenizer.json beside the
+ * shards), `pretrain --recipe mlm` of a DistilBERT (which puts it into the
+ * run folder), then `finetune --init RUN`, which reads that tokenizer and
+ * turns the run into DistilBertForSequenceClassification: the transformer
+ * comes from the run, pre_classifier and classifier are new, and the
+ * keyword task is learned. */
+static void test_own_distilbert_run_with_its_tokenizer(void **state) {
+    (void)state;
+    char text[512], tokp[512], data[512], cfg[512], run[512], train[512], dev[512], out[512], path[600];
+    static const char *const words[] = {"a", "good", "film", "bad", "plot", "the", "very", "not", "and", "story"};
+    FILE *f = fopen(tmp_path(text, sizeof text, "corpus.txt"), "w");
+    assert_non_null(f);
+    for (int i = 0; i < 400; ++i) {
+        uint64_t r = ag_rng_u64(5, (uint64_t)i);
+        fprintf(f, "%s %s %s %s .%s", words[r % 10], words[(r >> 8) % 10], words[(r >> 16) % 10],
+                words[(r >> 24) % 10], i % 8 == 7 ? "\n\n" : "\n");
+    }
+    fclose(f);
+    data_tokenizer tok;
+    const char *inputs[1] = {text};
+    data_train_opts to = {.kind = DATA_TOK_WORDPIECE, .vocab_size = 64, .lowercase = true, .quiet = true};
+    assert_int_equal(data_tokenizer_train(&tok, inputs, 1, to), AG_OK);
+    assert_int_equal(data_tokenizer_save(&tok, tmp_path(tokp, sizeof tokp, "wp.json")), AG_OK);
+    const int V = tok.n_tokens;
+    data_tokenizer_free(&tok);
+    data_prepare_opts po = {.tokenizer = tokp, .inputs = inputs, .n_inputs = 1, .val_fraction = 0.1,
+                            .out_dir = tmp_path(data, sizeof data, "wp-data"), .docs = DATA_DOCS_BLANK_LINE};
+    if (data_prepare(&po, NULL)) fail_msg("%s", ag_error());
+    snprintf(path, sizeof path, "%s/tokenizer.json", data);
+    assert_int_equal(access(path, R_OK), 0);
+    f = fopen(tmp_path(cfg, sizeof cfg, "distil.json"), "w");
+    assert_non_null(f);
+    fprintf(f, "{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertForMaskedLM\"], \"vocab_size\": %d, "
+            "\"dim\": 32, \"n_layers\": 2, \"n_heads\": 2, \"hidden_dim\": 64, \"max_position_embeddings\": 32, "
+            "\"dropout\": 0.0, \"attention_dropout\": 0.0, \"pad_token_id\": 0}\n", V);
+    fclose(f);
+    recipe_pretrain_opts pr = {
+        .train = {.config_path = cfg, .data_dir = data, .out_dir = tmp_path(run, sizeof run, "wp-run"), .steps = 10,
+                  .batch = 8, .seq = 16, .grad_accum = 1, .lr = 1e-3, .min_lr = 1e-4, .weight_decay = 0.01,
+                  .clip = 1.0, .warmup = 2, .schedule = "cosine", .log_every = 1000, .eval_every = 1000,
+                  .eval_batches = 1, .save_every = 0, .seed = 7},
+        .recipe = "mlm",
+        .quiet = true,
+    };
+    if (recipe_pretrain(&pr)) fail_msg("%s", ag_error());
+    snprintf(path, sizeof path, "%s/tokenizer.json", run);
+    assert_int_equal(access(path, R_OK), 0);
+
+    /* the keyword task: 1 when the sentence says "good" */
+    for (int k = 0; k < 2; ++k) {
+        f = fopen(k ? tmp_path(dev, sizeof dev, "kw-dev.tsv") : tmp_path(train, sizeof train, "kw-train.tsv"), "w");
+        assert_non_null(f);
+        for (int i = 0; i < (k ? 32 : 96); ++i) {
+            uint64_t r = ag_rng_u64(21 + (uint64_t)k, (uint64_t)i);
+            bool pos = (r >> 40) & 1;
+            fprintf(f, "%d\tthe %s %s was %s .\n", pos, words[2 + 7 * ((r >> 3) & 1)], words[(r >> 8) % 2 ? 6 : 5],
+                    pos ? "good" : "bad");
+        }
+        fclose(f);
+    }
+    recipe_finetune_opts o = recipe_finetune_defaults();
+    o.init = run, o.train_path = train, o.eval_path = dev, o.out_dir = tmp_path(out, sizeof out, "wp-cls");
+    o.epochs = 3, o.batch = 8, o.seq = 32, o.lr = 3e-3, o.warmup = 0, o.quiet = true;
+    recipe_finetune_result res;
+    if (recipe_finetune(&o, &res)) fail_msg("%s", ag_error());
+    printf("own DistilBERT run: %lld parameters, accuracy %.3f\n", (long long)res.n_params, res.best.accuracy);
+    assert_true(res.best.accuracy >= 0.9);
+    ckpt_state st;
+    snprintf(path, sizeof path, "%s/ckpt.h5", out);
+    assert_int_equal(ckpt_read_state(path, &st), AG_OK);
+    assert_non_null(strstr(st.config, "DistilBertForSequenceClassification"));
+    ckpt_state_free(&st);
+    /* a tokenizer the run folder has but cannot read is an error, not bytes */
+    snprintf(path, sizeof path, "%s/tokenizer.json", run);
+    write_text(path, "{ not json");
+    o.out_dir = tmp_path(out, sizeof out, "wp-cls-bad");
+    assert_int_not_equal(recipe_finetune(&o, &res), AG_OK);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_by_hand),
@@ -428,6 +515,7 @@ int main(void) {
         cmocka_unit_test(test_freezing_leaves_frozen_parameters_unchanged),
         cmocka_unit_test(test_best_checkpoint_is_the_best_epochs),
         cmocka_unit_test(test_hugging_face_bert_pairs),
+        cmocka_unit_test(test_own_distilbert_run_with_its_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
