@@ -664,20 +664,30 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* best.json: the best epoch's metrics (and, when given, its test metrics). */
+static ag_status write_best_json(const char *out_dir, int epoch, int64_t step, const recipe_cls_metrics *m,
+                                 const recipe_cls_metrics *test) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/best.json", out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return ag_fail(AG_ERR_IO, "finetune: cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "{\"epoch\": %d, \"step\": %lld, \"accuracy\": %.6f, \"f1\": %.6f, \"mcc\": %.6f, \"n\": %lld", epoch,
+            (long long)step, m->accuracy, m->f1, m->mcc, (long long)m->n);
+    if (test)
+        fprintf(f, ", \"test\": {\"accuracy\": %.6f, \"f1\": %.6f, \"mcc\": %.6f, \"n\": %lld}", test->accuracy,
+                test->f1, test->mcc, (long long)test->n);
+    fprintf(f, "}\n");
+    if (fclose(f) != 0) return ag_fail(AG_ERR_IO, "finetune: cannot write %s: %s", path, strerror(errno));
+    return AG_OK;
+}
+
 static ag_status save_best(const char *out_dir, const classifier *c, int epoch, int64_t step,
                            const recipe_cls_metrics *m) {
     char path[1024];
     snprintf(path, sizeof path, "%s/ckpt.h5", out_dir);
     ckpt_state st = {.config = c->config_text, .global_step = step, .recipe = "classify"};
     ag_status s = ckpt_save(path, c->ps, &st);
-    if (s) return s;
-    snprintf(path, sizeof path, "%s/best.json", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return ag_fail(AG_ERR_IO, "finetune: cannot write %s: %s", path, strerror(errno));
-    fprintf(f, "{\"epoch\": %d, \"step\": %lld, \"accuracy\": %.6f, \"f1\": %.6f, \"mcc\": %.6f, \"n\": %lld}\n", epoch,
-            (long long)step, m->accuracy, m->f1, m->mcc, (long long)m->n);
-    fclose(f);
-    return AG_OK;
+    return s ? s : write_best_json(out_dir, epoch, step, m, NULL);
 }
 
 ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result *res) {
@@ -687,8 +697,10 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
                        "0 <= --warmup <= 1, --freeze >= 0, --dropout < 1");
     if (!o->train_path || !o->eval_path || !o->out_dir || (!o->bow && !o->init))
         return ag_fail(AG_ERR_ARG, "finetune: needs --train, --eval, --out and --init (or the bag-of-words model)");
-    recipe_tsv train = {0}, dev = {0};
-    encoded etr = {0}, edv = {0};
+    recipe_tsv train = {0}, dev = {0}, test = {0};
+    encoded etr = {0}, edv = {0}, ete = {0};
+    float *best_values = NULL; /* the best epoch's parameters, for the test split */
+    int64_t best_step = 0;
     classifier c = {0};
     c.kind = o->bow ? CLS_BOW : CLS_GPT2;
     optim *opt = NULL;
@@ -697,7 +709,7 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     int64_t *perm = NULL;
     ag_status st;
     if ((st = recipe_tsv_read(&train, o->train_path)) || (st = recipe_tsv_read(&dev, o->eval_path)) ||
-        (st = ag_make_dirs(o->out_dir)))
+        (o->test_path && (st = recipe_tsv_read(&test, o->test_path))) || (st = ag_make_dirs(o->out_dir)))
         goto done;
     c.num_labels = o->num_labels > 0 ? o->num_labels : train.max_label + 1;
     if (c.num_labels < 2) c.num_labels = 2;
@@ -705,7 +717,8 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     c.pool_mean = o->pool_mean;
     if ((st = o->bow ? build_bow(&c, &train, o) : build_transformer(&c, o))) goto done;
     if ((st = encode_set(&c, &train, o->train_path, o->seq, &etr)) ||
-        (st = encode_set(&c, &dev, o->eval_path, o->seq, &edv)))
+        (st = encode_set(&c, &dev, o->eval_path, o->seq, &edv)) ||
+        (o->test_path && (st = encode_set(&c, &test, o->test_path, o->seq, &ete))))
         goto done;
 
     /* the optimizer: AdamW, biases and norms without decay; frozen parameters
@@ -736,15 +749,17 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     if (!(metrics = fopen(path, "w"))) { st = ag_fail(AG_ERR_IO, "finetune: cannot write %s: %s", path, strerror(errno)); goto done; }
     ctx = ag_ctx_create(0);
     perm = malloc((size_t)train.n * sizeof *perm);
-    if (!ctx || !perm) { st = ag_fail(AG_ERR_MEMORY, "finetune: out of memory"); goto done; }
+    if (o->test_path) best_values = malloc((size_t)c.ps->total * sizeof(float));
+    if (!ctx || !perm || (o->test_path && !best_values)) { st = ag_fail(AG_ERR_MEMORY, "finetune: out of memory"); goto done; }
     if (!o->quiet) {
         const char *what = c.kind == CLS_BOW ? "bag-of-words logistic regression"
                            : c.kind == CLS_GPT2 ? "GPT2ForSequenceClassification" : c.rm.arch;
         printf("finetune classify: %s, %d labels, %lld parameters (%lld trainable)%s\n", what, c.num_labels,
                (long long)c.ps->total, (long long)n_trainable,
                c.kind == CLS_BOW ? "" : c.bytes ? ", byte-level input" : ", the model's tokenizer");
-        printf("data: %lld training examples, %lld held out; %d epochs of %lld steps, batch %d\n", (long long)train.n,
-               (long long)dev.n, o->epochs, (long long)epoch_steps, o->batch);
+        printf("data: %lld training examples, %lld held out", (long long)train.n, (long long)dev.n);
+        if (o->test_path) printf(" (and %lld for the test)", (long long)test.n);
+        printf("; %d epochs of %lld steps, batch %d\n", o->epochs, (long long)epoch_steps, o->batch);
         fflush(stdout);
     }
 
@@ -810,7 +825,20 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
             r.best_epoch = epoch;
             r.best = m;
             if ((st = save_best(o->out_dir, &c, epoch, step, &m))) goto done;
+            if (best_values) memcpy(best_values, c.ps->values, (size_t)c.ps->total * sizeof(float));
+            best_step = step;
         }
+    }
+    if (o->test_path) { /* the kept weights, scored once on data that chose nothing */
+        memcpy(c.ps->values, best_values, (size_t)c.ps->total * sizeof(float));
+        double test_loss;
+        if ((st = evaluate(ctx, &c, &ete, o->batch, &test_loss, &r.test)) ||
+            (st = write_best_json(o->out_dir, r.best_epoch, best_step, &r.best, &r.test)))
+            goto done;
+        r.has_test = true;
+        if (!o->quiet)
+            printf("test (epoch %d's weights): loss %.4f  accuracy %.4f  F1 %.4f  MCC %.4f on %lld examples\n",
+                   r.best_epoch, test_loss, r.test.accuracy, r.test.f1, r.test.mcc, (long long)r.test.n);
     }
     if (res) *res = r;
 done:
@@ -818,8 +846,9 @@ done:
     free(perm);
     ag_ctx_free(ctx);
     optim_free(opt);
-    encoded_free(&etr), encoded_free(&edv);
+    free(best_values);
+    encoded_free(&etr), encoded_free(&edv), encoded_free(&ete);
     classifier_free(&c);
-    recipe_tsv_free(&train), recipe_tsv_free(&dev);
+    recipe_tsv_free(&train), recipe_tsv_free(&dev), recipe_tsv_free(&test);
     return st;
 }

@@ -78,6 +78,7 @@ typedef struct recipe_finetune_opts {
                                 model.safetensors, tokenizer files); NULL for the bag-of-words model */
     bool bow;                /* the bag-of-words logistic regression baseline instead of a transformer */
     const char *train_path, *eval_path, *out_dir;
+    const char *test_path;   /* NULL, or a test split: the best epoch (chosen on eval_path) is scored on it once */
     int epochs, batch, seq;  /* seq: the longest input in tokens; longer ones are cut */
     double lr, weight_decay, warmup; /* warmup: a fraction of all steps */
     double dropout;          /* < 0: the config's; else every dropout of the backbone */
@@ -104,12 +105,16 @@ typedef struct recipe_finetune_result {
     recipe_cls_metrics last;    /* the metrics of the last epoch */
     int64_t n_params, n_trainable;
     double train_loss;          /* the last epoch's mean training loss */
+    bool has_test;              /* test_path was given: */
+    recipe_cls_metrics test;    /* the best epoch's metrics on it */
 } recipe_finetune_result;
 
 /* Fine-tunes and evaluates; writes out_dir/metrics.jsonl (one line per epoch:
  * epoch, step, train_loss, eval_loss, accuracy, f1, mcc, lr) and, at each new
  * best epoch, out_dir/ckpt.h5 (the classifier's parameters and its config:
  * architectures [the class], num_labels, pad_token_id) and out_dir/best.json.
+ * With test_path, the best epoch's weights are scored on the test split after
+ * the last epoch (it never picks an epoch) and best.json gains "test": {...}.
  * res may be NULL. Errors: bad options, unreadable or malformed files (named),
  * a model family without a classification head here, a label beyond
  * num_labels, a non-finite loss, a failed save. */

@@ -590,6 +590,7 @@ static int cmd_finetune(int argc, char **argv) {
     o.init = opt(argc, argv, "--init");
     o.train_path = opt(argc, argv, "--train");
     o.eval_path = opt(argc, argv, "--eval");
+    o.test_path = opt(argc, argv, "--test");
     o.out_dir = opt(argc, argv, "--out");
     bool bow = model && strcmp(model, "bow") == 0;
     for (int i = 2; i < argc; ++i) {
@@ -616,7 +617,7 @@ static int cmd_finetune(int argc, char **argv) {
     if (!task || strcmp(task, "classify") != 0 || (model && !bow) || !o.train_path || !o.eval_path || !o.out_dir ||
         (!bow && !o.init)) {
         fprintf(stderr, "usage: tapegrad finetune --task classify --init RUN_OR_HF_DIR --train train.tsv --eval dev.tsv\n"
-                        "         --out RUN [--freeze N | --freeze-all-but-head] [--epochs --batch --lr --seq --warmup\n"
+                        "         [--test test.tsv] --out RUN [--pool-mean] [--freeze N | --freeze-all-but-head] [--epochs --batch --lr --seq --warmup\n"
                         "         --weight-decay --dropout --metric accuracy|f1|mcc --num-labels --seed --threads]\n"
                         "       tapegrad finetune --task classify --model bow --train ... --eval ... --out RUN [--features N]\n");
         return 2;
@@ -627,6 +628,9 @@ static int cmd_finetune(int argc, char **argv) {
     if (recipe_finetune(&o, &r)) { fprintf(stderr, "tapegrad finetune: %s\n", ag_error()); return 1; }
     printf("best epoch %d: accuracy %.4f  F1 %.4f  MCC %.4f on %lld held-out examples; saved %s/ckpt.h5\n", r.best_epoch,
            r.best.accuracy, r.best.f1, r.best.mcc, (long long)r.best.n, o.out_dir);
+    if (r.has_test)
+        printf("test: accuracy %.4f  F1 %.4f  MCC %.4f on %lld examples (%s)\n", r.test.accuracy, r.test.f1, r.test.mcc,
+               (long long)r.test.n, o.test_path);
     return 0;
 }
 

@@ -8,7 +8,8 @@
  *     (tests/fixtures/finetune/, made by gen_gpt2_cls.py);
  *   - freezing: parameters frozen by --freeze N or --freeze-all-but-head are
  *     bitwise unchanged after training, the others move;
- *   - the kept checkpoint is the best epoch's (bag-of-words model: fast);
+ *   - the kept checkpoint is the best epoch's (bag-of-words model: fast), and
+ *     --test scores those kept weights;
  *   - an imported Hugging Face BERT on pairs, and an own DistilBERT run
  *     (WordPiece, prepare, pretrain mlm) read through its own tokenizer.
  * No network, a few seconds.
@@ -314,8 +315,11 @@ static void test_best_checkpoint_is_the_best_epochs(void **state) {
     recipe_finetune_opts o = recipe_finetune_defaults();
     o.bow = true, o.train_path = train, o.eval_path = dev, o.out_dir = tmp_path(out, sizeof out, "bow-out");
     o.epochs = 6, o.batch = 8, o.lr = 0.3, o.warmup = 0, o.quiet = true, o.metric = RECIPE_METRIC_MCC;
+    o.test_path = dev; /* scored with the kept weights: on the same file it must give the best epoch's metrics */
     recipe_finetune_result r;
     if (recipe_finetune(&o, &r)) fail_msg("%s", ag_error());
+    assert_true(r.has_test && r.test.n == r.best.n);
+    assert_true(r.test.accuracy == r.best.accuracy && r.test.mcc == r.best.mcc && r.test.f1 == r.best.f1);
     /* the best epoch by metrics.jsonl (the first of equal values) */
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
     FILE *f = fopen(path, "r");
@@ -351,6 +355,8 @@ static void test_best_checkpoint_is_the_best_epochs(void **state) {
     assert_non_null(f);
     int e = 0;
     assert_int_equal(fscanf(f, "{\"epoch\": %d", &e), 1);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"test\": {\"accuracy\": "));
     fclose(f);
     assert_int_equal(e, best_epoch);
     printf("bag of words: best epoch %d of 6 (MCC %.4f), accuracy %.4f\n", best_epoch, best, r.best.accuracy);
