@@ -17,6 +17,10 @@ void recipe_collate_defaults(recipe_collate_config *cfg, int32_t vocab_size) {
     cfg->mask_replace_prob = 0.8f;
     cfg->random_replace_prob = 0.1f;
     cfg->max_predictions = 512;
+    cfg->masking = RECIPE_MASK_DEFAULT;
+    cfg->max_ngram = 3;
+    cfg->favor_shorter_ngram = true;
+    cfg->mlm_smoothing = 0.7f;
     cfg->short_seq_prob = 0.1f;
     cfg->next_sentence_prob = 0.5f;
     cfg->electra_mask_prob = 0.15f;
@@ -128,6 +132,50 @@ ag_status collate_check_config(const recipe_collate_config *cfg, const char *who
         return ag_fail(AG_ERR_ARG, "%s: config whole_word_mask needs is_continuation (which ids are \"##\" pieces)", who);
     if (cfg->n_special > 0 && !cfg->special_ids)
         return ag_fail(AG_ERR_ARG, "%s: config n_special = %d but special_ids is NULL", who, cfg->n_special);
+    return AG_OK;
+}
+
+ag_status collate_masking(const recipe_collate_config *cfg, const char *who, recipe_mlm_masking own_default,
+                          bool batch_level, recipe_mlm_masking *how) {
+    *how = cfg->masking == RECIPE_MASK_DEFAULT ? own_default : cfg->masking;
+    switch (*how) {
+    case RECIPE_MASK_TOKENS: return AG_OK;
+    case RECIPE_MASK_NGRAM:
+        if (cfg->max_ngram < 1)
+            return ag_fail(AG_ERR_ARG, "%s: config max_ngram = %d must be >= 1 for n-gram masking (ALBERT's 3)", who,
+                           cfg->max_ngram);
+        return AG_OK;
+    case RECIPE_MASK_SMOOTHED:
+        if (!batch_level)
+            return ag_fail(AG_ERR_ARG, "%s: config masking = smoothed chooses positions over a whole batch of "
+                           "[CLS] ... [SEP] rows; only the mlm collator does it", who);
+        if (!cfg->token_counts)
+            return ag_fail(AG_ERR_ARG, "%s: config token_counts is NULL; smoothed masking needs each id's count in the "
+                           "training corpus (hint: recipe_token_counts)", who);
+        if (!(cfg->mlm_smoothing >= 0.0f && isfinite(cfg->mlm_smoothing)))
+            return ag_fail(AG_ERR_ARG, "%s: config mlm_smoothing = %g must be a finite number >= 0 (DistilBERT's 0.7)",
+                           who, cfg->mlm_smoothing);
+        for (int32_t v = 0; v < cfg->vocab_size; ++v)
+            if (cfg->token_counts[v] < 0)
+                return ag_fail(AG_ERR_ARG, "%s: config token_counts[%d] = %lld is negative", who, v,
+                               (long long)cfg->token_counts[v]);
+        return AG_OK;
+    default: break;
+    }
+    return ag_fail(AG_ERR_ARG, "%s: config masking = %d is not a recipe_mlm_masking", who, (int)cfg->masking);
+}
+
+ag_status recipe_token_counts(int64_t *counts, const recipe_corpus *c, int32_t vocab_size) {
+    if (!counts || !c || !c->tokens) return ag_fail(AG_ERR_ARG, "token counts: counts, the corpus or its tokens is NULL");
+    if (vocab_size < 1) return ag_fail(AG_ERR_ARG, "token counts: vocab_size = %d must be >= 1", vocab_size);
+    memset(counts, 0, (size_t)vocab_size * sizeof *counts);
+    for (int64_t i = 0; i < c->n_tokens; ++i) {
+        if (c->tokens[i] < 0 || c->tokens[i] >= vocab_size) {
+            return ag_fail(AG_ERR_ARG, "token counts: tokens[%lld] = %d is outside the vocabulary [0, %d)", (long long)i,
+                           c->tokens[i], vocab_size);
+        }
+        counts[c->tokens[i]]++;
+    }
     return AG_OK;
 }
 

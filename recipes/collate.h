@@ -7,7 +7,7 @@
  *   mlm      BERT / Hugging Face DataCollatorForLanguageModeling, and
  *            DataCollatorForWholeWordMask
  *   nsp      BERT's create_pretraining_data.py: next-sentence pairs + MLM
- *   sop      ALBERT's create_pretraining_data.py: sentence order + MLM
+ *   sop      ALBERT's create_pretraining_data.py: sentence order + n-gram MLM
  *   electra  ELECTRA's generator masking, then the discriminator's inputs
  *            sampled from the generator's logits
  *   span     T5's span corruption (random_spans_noise_mask,
@@ -41,7 +41,9 @@
  * then leaves *out empty): a corpus whose offsets are not increasing or do not
  * cover the tokens, a token id outside [0, vocab_size), a special id the
  * objective needs left at -1, a probability outside [0, 1], B or T too small
- * for the objective, out of memory. Each message names the parameter. */
+ * for the objective, max_ngram < 1 for n-gram masking, token_counts missing
+ * (or a count < 0) for smoothed masking, out of memory. Each message names
+ * the parameter. */
 #ifndef TAPEGRAD_RECIPES_COLLATE_H
 #define TAPEGRAD_RECIPES_COLLATE_H
 
@@ -74,6 +76,15 @@ typedef struct recipe_parallel {
     int32_t src_lang, tgt_lang;           /* the language ids written to `langs` */
 } recipe_parallel;
 
+/* Which positions the MLM part of mlm, nsp, sop and tlm predicts. */
+typedef enum recipe_mlm_masking {
+    RECIPE_MASK_DEFAULT = 0, /* the objective's published one: NGRAM for sop (ALBERT), TOKENS for the rest */
+    RECIPE_MASK_TOKENS,      /* Hugging Face: each candidate with mlm_probability (whole_word_mask: its whole words) */
+    RECIPE_MASK_NGRAM,       /* ALBERT's create_masked_lm_predictions: n-grams of 1..max_ngram words */
+    RECIPE_MASK_SMOOTHED,    /* DistilBERT's prepare_batch_mlm: ceil(p * tokens) per batch, weighted
+                              * max(count, 1)^-mlm_smoothing (recipe_collate_mlm only) */
+} recipe_mlm_masking;
+
 /* Special ids (-1: the vocabulary has none) and each objective's knobs.
  * recipe_collate_defaults sets the published values. */
 typedef struct recipe_collate_config {
@@ -88,7 +99,18 @@ typedef struct recipe_collate_config {
     float random_replace_prob;      /* 0.1 a uniform random id in [0, vocab_size); the rest stay */
     bool whole_word_mask;           /* DataCollatorForWholeWordMask */
     const uint8_t *is_continuation; /* [vocab_size] 1 for a WordPiece "##" piece (whole_word_mask) */
-    int max_predictions;            /* whole-word and electra cap per sequence (512 as HF's) */
+    int max_predictions;            /* whole-word, n-gram and electra cap per sequence (512 as HF's) */
+    recipe_mlm_masking masking;     /* RECIPE_MASK_DEFAULT: the objective's own */
+
+    /* n-gram masking (ALBERT's create_pretraining_data.py flags). The unit is
+     * a whole word with whole_word_mask (ALBERT's do_whole_word_mask, its
+     * default), else a piece. */
+    int max_ngram;                  /* 3 (--ngram): n-grams of 1..max_ngram units */
+    bool favor_shorter_ngram;       /* true: P(n) = (1/n) / sum_k 1/k; false: the same list reversed */
+
+    /* smoothed masking (DistilBERT's distiller.py and train.py) */
+    const int64_t *token_counts;    /* [vocab_size] each id's count in the training corpus (recipe_token_counts) */
+    float mlm_smoothing;            /* 0.7: a candidate's weight is max(count, 1)^-mlm_smoothing */
 
     /* nsp, sop (BERT's and ALBERT's create_pretraining_data.py) */
     float short_seq_prob;           /* 0.1: a shorter target length, uniform in [2, T-3] */
@@ -116,6 +138,12 @@ typedef struct recipe_collate_config {
 /* Sets the published defaults above for a vocabulary of vocab_size ids; every
  * special id -1, sentinel_first = vocab_size - 1. */
 void recipe_collate_defaults(recipe_collate_config *cfg, int32_t vocab_size);
+
+/* counts [vocab_size] = how many times each id occurs in the corpus (the
+ * token_counts smoothed masking wants; DistilBERT's token_counts.py over its
+ * training data). Returns AG_OK, or AG_ERR_ARG for a NULL argument or an id
+ * outside [0, vocab_size) (naming the position). */
+ag_status recipe_token_counts(int64_t *counts, const recipe_corpus *c, int32_t vocab_size);
 
 /* Checks the corpus against the config: offsets start at 0, increase, end at
  * n_tokens, sentences nest in documents, every id in [0, vocab_size).
@@ -145,7 +173,10 @@ int64_t recipe_rng_int(recipe_rng *r, int64_t lo, int64_t hi);
 
 /* mlm: [CLS] sentences [SEP] from a random document and sentence, then masked.
  * Fields input_ids, attention_mask, token_type_ids (0), labels. Needs pad, cls,
- * sep, mask; T >= 3. */
+ * sep, mask; T >= 3. masking: TOKENS by default, NGRAM, or SMOOTHED
+ * (DistilBERT: exactly ceil(mlm_probability * the batch's tokens) positions,
+ * chosen over the whole batch without replacement, so that row b then
+ * depends on the other rows and on B; needs token_counts). */
 ag_status recipe_collate_mlm(recipe_batch *out, const recipe_corpus *c, const recipe_collate_config *cfg, int B, int T,
                              uint64_t seed, uint64_t index);
 
@@ -158,8 +189,9 @@ ag_status recipe_collate_nsp(recipe_batch *out, const recipe_corpus *c, const re
                              uint64_t seed, uint64_t index);
 
 /* sop: [CLS] A [SEP] B [SEP], two consecutive segments swapped with
- * next_sentence_prob; MLM over it. Fields as nsp but sentence_order_label [B]
- * (1 = swapped, as AlbertForPreTraining). */
+ * next_sentence_prob; MLM over it, n-gram masking by default (ALBERT's;
+ * masking = RECIPE_MASK_TOKENS for BERT's). Fields as nsp but
+ * sentence_order_label [B] (1 = swapped, as AlbertForPreTraining). */
 ag_status recipe_collate_sop(recipe_batch *out, const recipe_corpus *c, const recipe_collate_config *cfg, int B, int T,
                              uint64_t seed, uint64_t index);
 

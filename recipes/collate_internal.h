@@ -25,14 +25,34 @@ int64_t collate_random_doc(const recipe_corpus *c, recipe_rng *r);
  * Returns the count of ids written. */
 int64_t collate_pack_sentences(const recipe_corpus *c, int64_t d, int64_t s, int64_t max, int32_t *dst);
 
-/* The MLM masker on one row of n ids (the row's unpadded length): Hugging
- * Face's torch_mask_tokens (each candidate predicted with mlm_probability),
- * or, with whole_word_mask, DataCollatorForWholeWordMask's word selection;
- * then 80/10/10. labels [n] receives the original id where predicted, -100
- * elsewhere. Candidates are the positions whose id is not special. scratch
- * has room for 2n int64s. */
-void collate_mask_row(int32_t *ids, int32_t *labels, int64_t n, const recipe_collate_config *cfg, recipe_rng *r,
-                      int64_t *scratch);
+/* The masking a collator uses: cfg->masking, or for RECIPE_MASK_DEFAULT the
+ * objective's own (own_default). Checks what that masking needs: max_ngram
+ * >= 1 for NGRAM; for SMOOTHED, allowed only when batch_level (the mlm
+ * collator), token_counts set and every count >= 0, mlm_smoothing >= 0.
+ * Returns AG_OK with *how set, or AG_ERR_ARG naming the parameter. */
+ag_status collate_masking(const recipe_collate_config *cfg, const char *who, recipe_mlm_masking own_default,
+                          bool batch_level, recipe_mlm_masking *how);
+
+/* The MLM masker on one row of n ids (the row's unpadded length), for how =
+ * RECIPE_MASK_TOKENS: Hugging Face's torch_mask_tokens (each candidate
+ * predicted with mlm_probability), or, with whole_word_mask,
+ * DataCollatorForWholeWordMask's word selection; RECIPE_MASK_NGRAM: ALBERT's
+ * n-grams (collate_ngram_row); then 80/10/10. labels [n] receives the
+ * original id where predicted, -100 elsewhere. Candidates are the positions
+ * whose id is not special. scratch has room for 3n int64s. */
+void collate_mask_row(int32_t *ids, int32_t *labels, int64_t n, const recipe_collate_config *cfg,
+                      recipe_mlm_masking how, recipe_rng *r, int64_t *scratch);
+/* ALBERT's create_masked_lm_predictions on one row (see collate_mlm.c).
+ * grams (or NULL) [2 * (max_ngram + 1)] is added to, for the tests:
+ * grams[n] counts the draws of an n-gram whose first unit has at least
+ * max_ngram - 1 units after it (so that every length was possible),
+ * grams[max_ngram + 1 + n] the n-grams of n units actually masked. */
+void collate_ngram_row(int32_t *ids, int32_t *labels, int64_t n, const recipe_collate_config *cfg, recipe_rng *r,
+                       int64_t *scratch, int64_t *grams);
+/* 80/10/10 on one predicted position: mask_id with mask_replace_prob, else a
+ * uniform id in [0, vocab_size) with random_replace_prob / (1 -
+ * mask_replace_prob), else unchanged. */
+void collate_corrupt(int32_t *id, const recipe_collate_config *cfg, recipe_rng *r);
 
 /* BERT's (ALBERT's with sop) create_instances_from_document for one instance,
  * from a random document and sentence. A and B are contiguous ranges of the

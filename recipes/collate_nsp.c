@@ -107,14 +107,18 @@ ag_status collate_pairs(recipe_batch *out, const recipe_corpus *c, const recipe_
     const char *who = sop ? "collate sop" : "collate nsp";
     memset(out, 0, sizeof *out);
     ag_status st;
-    if ((st = collate_check_config(cfg, who, "pcsm")) || (st = recipe_corpus_check(c, cfg))) return st;
+    recipe_mlm_masking how; /* BERT's token-level masking for nsp, ALBERT's n-grams for sop */
+    if ((st = collate_check_config(cfg, who, "pcsm")) ||
+        (st = collate_masking(cfg, who, sop ? RECIPE_MASK_NGRAM : RECIPE_MASK_TOKENS, false, &how)) ||
+        (st = recipe_corpus_check(c, cfg)))
+        return st;
     if (B < 1 || T < 5) return ag_fail(AG_ERR_ARG, "%s: B = %d, T = %d; need B >= 1 and T >= 5", who, B, T);
     int32_t *ids = collate_field(out, "input_ids", B, T, cfg->pad_id);
     int32_t *att = ids ? collate_field(out, "attention_mask", B, T, 0) : NULL;
     int32_t *types = att ? collate_field(out, "token_type_ids", B, T, 0) : NULL;
     int32_t *labels = types ? collate_field(out, "labels", B, T, -100) : NULL;
     int32_t *pair = labels ? collate_field(out, sop ? "sentence_order_label" : "next_sentence_label", B, 1, 0) : NULL;
-    int64_t *scratch = pair ? malloc(2 * (size_t)T * sizeof *scratch) : NULL;
+    int64_t *scratch = pair ? malloc(3 * (size_t)T * sizeof *scratch) : NULL;
     if (!scratch) {
         if (pair) ag_fail(AG_ERR_MEMORY, "%s: out of memory", who);
         recipe_batch_free(out);
@@ -135,7 +139,7 @@ ag_status collate_pairs(recipe_batch *out, const recipe_corpus *c, const recipe_
         memcpy(row + n, bb, (size_t)nb * sizeof *row), n += nb;
         row[n++] = cfg->sep_id;
         for (int64_t t = 0; t < n; ++t) att[(int64_t)b * T + t] = 1, ty[t] = t >= b_from;
-        collate_mask_row(row, labels + (int64_t)b * T, n, cfg, &r, scratch);
+        collate_mask_row(row, labels + (int64_t)b * T, n, cfg, how, &r, scratch);
     }
     free(scratch);
     return AG_OK;

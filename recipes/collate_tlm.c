@@ -22,7 +22,10 @@ ag_status recipe_collate_tlm(recipe_batch *out, const recipe_parallel *p, const 
                              uint64_t seed, uint64_t index) {
     memset(out, 0, sizeof *out);
     ag_status st;
-    if ((st = collate_check_config(cfg, "collate tlm", "pem"))) return st;
+    recipe_mlm_masking how;
+    if ((st = collate_check_config(cfg, "collate tlm", "pem")) ||
+        (st = collate_masking(cfg, "collate tlm", RECIPE_MASK_TOKENS, false, &how)))
+        return st;
     if (!p || !p->src || !p->tgt || !p->src_start || !p->tgt_start || p->n_pairs < 1)
         return ag_fail(AG_ERR_ARG, "collate tlm: the parallel corpus is empty or has a NULL array");
     if (B < 1 || T < 6) return ag_fail(AG_ERR_ARG, "collate tlm: B = %d, T = %d; need B >= 1 and T >= 6", B, T);
@@ -43,7 +46,7 @@ ag_status recipe_collate_tlm(recipe_batch *out, const recipe_parallel *p, const 
     int32_t *labels = att ? collate_field(out, "labels", B, T, -100) : NULL;
     int32_t *langs = labels ? collate_field(out, "langs", B, T, p->tgt_lang) : NULL;
     int32_t *pos = langs ? collate_field(out, "position_ids", B, T, 0) : NULL;
-    int64_t *scratch = pos ? malloc(2 * (size_t)T * sizeof *scratch) : NULL;
+    int64_t *scratch = pos ? malloc(3 * (size_t)T * sizeof *scratch) : NULL;
     if (!scratch) {
         if (pos) ag_fail(AG_ERR_MEMORY, "collate tlm: out of memory");
         recipe_batch_free(out);
@@ -74,7 +77,7 @@ ag_status recipe_collate_tlm(recipe_batch *out, const recipe_parallel *p, const 
             ps[t] = (int32_t)(t < second ? t : t - second);
             att[(int64_t)b * T + t] = t < n;
         }
-        collate_mask_row(row, labels + (int64_t)b * T, n, cfg, &r, scratch);
+        collate_mask_row(row, labels + (int64_t)b * T, n, cfg, how, &r, scratch);
     }
     free(scratch);
     return AG_OK;

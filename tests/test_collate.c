@@ -301,15 +301,108 @@ static void test_nsp_sop(void **state) {
     recipe_batch_free(&b);
     check_determinism("nsp", recipe_collate_nsp, &cfg, 64);
     check_determinism("sop", recipe_collate_sop, &cfg, 64);
-    /* MLM over the pairs keeps the recipe */
+    /* MLM over the pairs keeps the recipe (sop's own n-gram masking is
+     * test_ngram_mask's; here BERT's token-level masking over the pairs) */
     mlm_stats s = {0};
+    recipe_collate_config tok = cfg;
+    tok.masking = RECIPE_MASK_TOKENS;
     for (int it = 0; it < 200; ++it) {
-        assert_int_equal(recipe_collate_sop(&b, &K.c, &cfg, 64, 128, 3, (uint64_t)it), AG_OK);
+        assert_int_equal(recipe_collate_sop(&b, &K.c, &tok, 64, 128, 3, (uint64_t)it), AG_OK);
         assert_non_null(recipe_batch_get(&b, "sentence_order_label"));
-        count_mlm(&s, &b, &cfg);
+        count_mlm(&s, &b, &tok);
         recipe_batch_free(&b);
     }
-    expect_rate("sop: mask rate", (double)s.predicted / s.candidates, 0.15, 0.01);
+    expect_rate("sop with masking = tokens: mask rate", (double)s.predicted / s.candidates, 0.15, 0.01);
+}
+
+/* ---------------------------------------------------------------- ALBERT's n-grams */
+
+/* Over batches of f (sop or mlm with n-gram masking, whole words): every row
+ * predicts at most num_to_predict = min(max_predictions, max(1, round(0.15
+ * n))) tokens and fills it almost exactly; no word is split; 80/10/10. */
+static void ngram_batches(const char *name, collate_fn f, const recipe_collate_config *cfg, int batches) {
+    const int B = 64, T = 128;
+    mlm_stats s = {0};
+    int64_t budget_sum = 0, words = 0, words_split = 0, words_masked = 0, rows_over = 0;
+    for (int it = 0; it < batches; ++it) {
+        recipe_batch b;
+        assert_int_equal(f(&b, &K.c, cfg, B, T, 21, (uint64_t)it), AG_OK);
+        count_mlm(&s, &b, cfg);
+        const ag_ints *ids = field(&b, "input_ids"), *lab = field(&b, "labels"), *att = field(&b, "attention_mask");
+        for (int r = 0; r < B; ++r) {
+            const int32_t *x = ids->data + (int64_t)r * T, *y = lab->data + (int64_t)r * T;
+            int n = 0, predicted = 0;
+            while (n < T && att->data[(int64_t)r * T + n]) ++n;
+            for (int t = 0; t < n; ++t) {
+                const int32_t orig = y[t] != -100 ? y[t] : x[t];
+                predicted += y[t] != -100;
+                if (collate_is_special(cfg, orig) || K.is_cont[orig]) continue;
+                /* a word starts at t: its "##" pieces right after it share its fate */
+                words++, words_masked += y[t] != -100;
+                for (int u = t + 1; u < n; ++u) {
+                    const int32_t o2 = y[u] != -100 ? y[u] : x[u];
+                    if (!K.is_cont[o2]) break;
+                    if ((y[u] != -100) != (y[t] != -100)) { words_split++; break; }
+                }
+            }
+            int64_t budget = (int64_t)collate_round_half_even(n * 0.15);
+            if (budget < 1) budget = 1;
+            if (budget > cfg->max_predictions) budget = cfg->max_predictions;
+            rows_over += predicted > budget;
+            budget_sum += budget;
+        }
+        recipe_batch_free(&b);
+    }
+    printf("%s: %lld words, %lld masked, %lld split; %lld predicted of a budget of %lld; %lld rows over budget\n", name,
+           (long long)words, (long long)words_masked, (long long)words_split, (long long)s.predicted,
+           (long long)budget_sum, (long long)rows_over);
+    assert_int_equal(words_split, 0);
+    assert_int_equal(rows_over, 0);
+    expect_rate("predicted / num_to_predict = round(0.15 n)", (double)s.predicted / budget_sum, 1.0, 0.01);
+    expect_80_10_10(&s);
+}
+
+static void test_ngram_mask(void **state) {
+    recipe_collate_config cfg = config();
+    cfg.whole_word_mask = true, cfg.is_continuation = K.is_cont; /* ALBERT's do_whole_word_mask */
+    assert_int_equal(cfg.masking, RECIPE_MASK_DEFAULT);
+    assert_int_equal(cfg.max_ngram, 3);
+    ngram_batches("sop (n-gram masking by default)", recipe_collate_sop, &cfg, 300);
+    recipe_collate_config mlm = cfg;
+    mlm.masking = RECIPE_MASK_NGRAM;
+    ngram_batches("mlm with masking = ngram", recipe_collate_mlm, &mlm, 300);
+    check_determinism("sop (n-grams)", recipe_collate_sop, &cfg, 64);
+    check_determinism("mlm (n-grams)", recipe_collate_mlm, &mlm, 64);
+
+    /* The n-gram lengths, counted inside the masker (collate_ngram_row's
+     * grams): drawn where the start has room for every length, P(n) = 1/n
+     * normalised; and the n-grams actually masked, which the budget (a long
+     * one that would pass it is shortened) and the overlap rule (a long one
+     * touches a taken position more often) make shorter. Rows: whole
+     * sentences of T - 2 ids between [CLS] and [SEP], as the collators pack. */
+    for (int unit = 0; unit <= 1; ++unit) {
+        recipe_collate_config c = cfg;
+        c.whole_word_mask = unit == 1;
+        int64_t grams[8] = {0}, scratch[3 * 128];
+        int32_t row[128], labels[128];
+        for (int it = 0; it < 200000; ++it) {
+            recipe_rng r = recipe_rng_example(22, (uint64_t)it, unit);
+            const int64_t d = collate_random_doc(&K.c, &r);
+            int64_t s0, s1;
+            collate_doc_sentences(&K.c, d, &s0, &s1);
+            int64_t n = collate_pack_sentences(&K.c, d, recipe_rng_int(&r, s0, s1 - 1), 126, row + 1);
+            row[0] = CLS, row[n + 1] = SEP, n += 2;
+            collate_ngram_row(row, labels, n, &c, &r, scratch, grams);
+        }
+        const double drawn = (double)(grams[1] + grams[2] + grams[3]), kept = (double)(grams[5] + grams[6] + grams[7]);
+        printf("n-grams of %s: %.0f drawn with room, %.0f masked\n", unit ? "whole words" : "pieces", drawn, kept);
+        expect_rate("  drawn n = 1 (6/11)", grams[1] / drawn, 6.0 / 11, 0.01);
+        expect_rate("  drawn n = 2 (3/11)", grams[2] / drawn, 3.0 / 11, 0.01);
+        expect_rate("  drawn n = 3 (2/11)", grams[3] / drawn, 2.0 / 11, 0.01);
+        printf("  %-52s %.4f %.4f %.4f\n", "masked n-grams of 1, 2, 3 units", grams[5] / kept, grams[6] / kept,
+               grams[7] / kept);
+        assert_true(grams[5] > grams[6] && grams[6] > grams[7] && grams[7] > 0);
+    }
 }
 
 /* ---------------------------------------------------------------- ELECTRA */
@@ -726,6 +819,19 @@ static void test_errors(void **state) {
     assert_int_equal(recipe_collate_nsp(&b, &K.c, &cfg, 2, 16, 0, 0), AG_ERR_ARG);
     assert_non_null(strstr(ag_error(), "mlm_probability"));
     cfg = config();
+    cfg.max_ngram = 0; /* sop's default n-gram masking needs n-grams of at least 1 */
+    assert_int_equal(recipe_collate_sop(&b, &K.c, &cfg, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "max_ngram = 0"));
+    cfg.masking = RECIPE_MASK_TOKENS; /* BERT's masking does not read it */
+    assert_int_equal(recipe_collate_sop(&b, &K.c, &cfg, 2, 16, 0, 0), AG_OK);
+    recipe_batch_free(&b);
+    cfg = config();
+    cfg.masking = RECIPE_MASK_SMOOTHED;
+    assert_int_equal(recipe_collate_mlm(&b, &K.c, &cfg, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "token_counts is NULL"));
+    assert_int_equal(recipe_collate_nsp(&b, &K.c, &cfg, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "only the mlm collator"));
+    cfg = config();
     recipe_corpus bad = K.c;
     int64_t docs[3] = {0, 50, 40};
     bad.doc_start = docs, bad.n_docs = 2;
@@ -841,6 +947,7 @@ static void test_models_take_batches(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlm),    cmocka_unit_test(test_whole_word_mask), cmocka_unit_test(test_nsp_sop),
+        cmocka_unit_test(test_ngram_mask),
         cmocka_unit_test(test_electra), cmocka_unit_test(test_span),           cmocka_unit_test(test_denoise),
         cmocka_unit_test(test_tlm),    cmocka_unit_test(test_ctrl),            cmocka_unit_test(test_errors),
         cmocka_unit_test(test_models_take_batches),
