@@ -12,10 +12,17 @@
  *     and nothing of the unmapped teacher layers;
  *   - over training steps the teacher's parameters never move (no gradient
  *     reaches them) while the student's loss falls;
- *   - bad pairs and options are refused with a message naming them.
+ *   - bad pairs and options are refused with a message naming them;
+ *   - distiller.py's smoothed masking (recipe_collate_mlm with masking =
+ *     smoothed) on a corpus where one id is 8 times as frequent as another:
+ *     exactly ceil(0.15 * tokens) predicted per batch, never a special id or
+ *     padding, each class picked as often as sampling without replacement
+ *     with weights count^-0.7 predicts, the rare/frequent rate ratio equal
+ *     to (count_rare / count_freq)^-0.7 at a low rate, 80/10/10.
  */
 #include "harness.h"
 
+#include "collate.h"
 #include "distill.h"
 #include "optim.h"
 
@@ -376,11 +383,207 @@ static void test_refusals(void **state) {
     recipe_model_free(&g);
 }
 
+/* ---------------------------------------------------------------- distiller.py's smoothed masking */
+
+/* A corpus where one id is 8 times as frequent as another: FREQ 30 % of the
+ * tokens, RARE 3.75 %, [UNK] 1 %, the rest spread over 100 filler ids. */
+enum { SV = 200, S_PAD = 0, S_UNK = 1, S_CLS = 2, S_SEP = 3, S_MASK = 4, FREQ = 10, RARE = 11, FILL = 20, N_FILL = 100 };
+
+typedef struct {
+    int32_t *tokens;
+    int64_t *doc, *sent, counts[SV];
+    recipe_corpus c;
+} skewed_corpus;
+
+static void make_skewed(skewed_corpus *k) {
+    enum { D = 3000 };
+    k->tokens = malloc(sizeof(int32_t) * D * 8 * 30);
+    k->doc = malloc(sizeof(int64_t) * (D + 1));
+    k->sent = malloc(sizeof(int64_t) * (D * 8 + 1));
+    int64_t n = 0, ns = 0;
+    uint64_t ctr = 0;
+    for (int d = 0; d < D; ++d) {
+        k->doc[d] = n;
+        for (int s = 0, S = 1 + (int)(ag_rng_u64(77, ctr++) % 8); s < S; ++s) {
+            k->sent[ns++] = n;
+            for (int i = 0, L = 2 + (int)(ag_rng_u64(77, ctr++) % 29); i < L; ++i) {
+                const double u = ag_rng_uniform(77, ctr++);
+                k->tokens[n++] = u < 0.3 ? FREQ : u < 0.3375 ? RARE : u < 0.3475 ? S_UNK
+                                                                    : FILL + (int32_t)(ag_rng_u64(78, ctr++) % N_FILL);
+            }
+        }
+    }
+    k->doc[D] = n, k->sent[ns] = n;
+    k->c = (recipe_corpus){k->tokens, n, k->doc, D, k->sent, ns, NULL};
+    assert_int_equal(recipe_token_counts(k->counts, &k->c, SV), AG_OK);
+}
+
+static recipe_collate_config smoothed_config(const skewed_corpus *k, float p) {
+    static const int32_t unk[1] = {S_UNK};
+    recipe_collate_config cfg;
+    recipe_collate_defaults(&cfg, SV);
+    cfg.pad_id = S_PAD, cfg.cls_id = S_CLS, cfg.sep_id = S_SEP, cfg.mask_id = S_MASK;
+    cfg.special_ids = unk, cfg.n_special = 1;
+    cfg.masking = RECIPE_MASK_SMOOTHED, cfg.token_counts = k->counts, cfg.mlm_probability = p;
+    return cfg;
+}
+
+static int id_class(int32_t id) { return id == FREQ ? 0 : id == RARE ? 1 : 2; }
+
+typedef struct {
+    int64_t seen[3], picked[3], batches, predicted, to_mask, to_random, kept;
+    double expected[3]; /* sum over positions of the without-replacement inclusion probability */
+} smooth_stats;
+
+/* The expected number picked at threshold tau: sum over ids of count * (1 - exp(-tau w)). */
+static double filled(const int64_t *per_id, const double *w, double tau) {
+    double f = 0;
+    for (int v = 0; v < SV; ++v)
+        if (per_id[v]) f += (double)per_id[v] * -expm1(-tau * w[v]);
+    return f;
+}
+
+/* One batch: exactly ceil(p * tokens) positions predicted (p in Python's
+ * double), never a special id or padding; counts per class. The expected
+ * inclusion of a candidate with weight w among n_tgt drawn without
+ * replacement is, to O(1/N), 1 - exp(-tau w) with tau solving
+ * sum_i (1 - exp(-tau w_i)) = n_tgt (each key w/E passes a common
+ * threshold), so small weights are picked in proportion to w and large ones
+ * saturate. */
+static void count_smoothed(smooth_stats *st, const recipe_batch *b, const recipe_collate_config *cfg, double p) {
+    const ag_ints *ids = recipe_batch_get(b, "input_ids"), *lab = recipe_batch_get(b, "labels"),
+                  *att = recipe_batch_get(b, "attention_mask");
+    int64_t n_tok = 0, n_pred = 0, per_id[SV] = {0};
+    for (int64_t e = 0; e < ids->numel; ++e) {
+        const int32_t x = ids->data[e], y = lab->data[e];
+        if (!att->data[e]) { assert_int_equal(y, -100); assert_int_equal(x, S_PAD); continue; }
+        ++n_tok;
+        const int32_t orig = y != -100 ? y : x;
+        if (orig == S_PAD || orig == S_UNK || orig == S_CLS || orig == S_SEP || orig == S_MASK) {
+            assert_int_equal(y, -100); /* token_probs 0: never predicted */
+            continue;
+        }
+        per_id[orig]++;
+        st->seen[id_class(orig)]++;
+        if (y == -100) { assert_int_equal(x, orig); continue; }
+        ++n_pred;
+        st->picked[id_class(orig)]++;
+        if (x == S_MASK) st->to_mask++;
+        else if (x == y) st->kept++;
+        else st->to_random++;
+    }
+    const int64_t n_tgt = (int64_t)ceil(p * (double)n_tok);
+    if (n_pred != n_tgt) fail_msg("batch with %lld tokens: %lld predicted, n_tgt = ceil(%g * %lld) = %lld", (long long)n_tok,
+                                  (long long)n_pred, p, (long long)n_tok, (long long)n_tgt);
+    st->predicted += n_pred, st->batches++;
+    double w[SV], lo = 0, hi = 1;
+    for (int v = 0; v < SV; ++v) w[v] = pow((double)(cfg->token_counts[v] > 1 ? cfg->token_counts[v] : 1), -0.7);
+    while (filled(per_id, w, hi) < (double)n_tgt) hi *= 2;
+    for (int it = 0; it < 60; ++it) {
+        const double mid = 0.5 * (lo + hi);
+        if (filled(per_id, w, mid) < (double)n_tgt) lo = mid;
+        else hi = mid;
+    }
+    for (int v = 0; v < SV; ++v)
+        if (per_id[v]) st->expected[id_class(v)] += per_id[v] * -expm1(-0.5 * (lo + hi) * w[v]);
+}
+
+/* measured within k standard deviations (sqrt of the expected count) of expected */
+static void expect_count(const char *what, double measured, double expected, double k) {
+    const double sd = sqrt(expected);
+    printf("  %-58s %9.0f (expected %9.1f, %+.2f%%, %+.1f sd)\n", what, measured, expected,
+           100 * (measured - expected) / expected, (measured - expected) / sd);
+    if (!(fabs(measured - expected) <= k * sd)) fail_msg("%s: %.0f is not within %.0f sd of %.1f", what, measured, k, expected);
+}
+
+static void test_smoothed_masking(void **state) {
+    (void)state;
+    skewed_corpus k;
+    make_skewed(&k);
+    const double ratio_w = pow((double)k.counts[RARE] / (double)k.counts[FREQ], -0.7);
+    printf("smoothed masking: counts FREQ %lld, RARE %lld (x%.3f); (count_RARE / count_FREQ)^-0.7 = %.4f\n",
+           (long long)k.counts[FREQ], (long long)k.counts[RARE], (double)k.counts[FREQ] / (double)k.counts[RARE], ratio_w);
+
+    /* DistilBERT's rate 0.15: exact counts, specials, 80/10/10, and each
+     * class against the without-replacement expectation */
+    recipe_collate_config cfg = smoothed_config(&k, 0.15f);
+    smooth_stats st = {0};
+    for (int it = 0; it < 3000; ++it) {
+        recipe_batch b;
+        if (recipe_collate_mlm(&b, &k.c, &cfg, 32, 64, 5, (uint64_t)it) != AG_OK) fail_msg("%s", ag_error());
+        count_smoothed(&st, &b, &cfg, 0.15);
+        recipe_batch_free(&b);
+    }
+    printf(" p = 0.15, %lld batches of 32 x 64: every batch predicts exactly ceil(0.15 * tokens) (%lld in all); "
+           "no special or pad\n", (long long)st.batches, (long long)st.predicted);
+    const double r15 = ((double)st.picked[1] / st.seen[1]) / ((double)st.picked[0] / st.seen[0]);
+    const double r15x = (st.expected[1] / st.seen[1]) / (st.expected[0] / st.seen[0]);
+    printf("  %-58s %.4f (count^-0.7: %.4f; without replacement: %.4f)\n", "rate(RARE) / rate(FREQ)", r15, ratio_w, r15x);
+    expect_count("FREQ picked", (double)st.picked[0], st.expected[0], 4);
+    expect_count("RARE picked", (double)st.picked[1], st.expected[1], 4);
+    expect_count("filler picked", (double)st.picked[2], st.expected[2], 4);
+    const double mask = (double)st.to_mask / st.predicted, rnd = (double)st.to_random / st.predicted,
+                 keep = (double)st.kept / st.predicted;
+    /* pred_probs 0.8 / 0.1 / 0.1; a random id is the original or [MASK] with 1/SV each */
+    const double e_mask = 0.8 + 0.1 / SV, e_rnd = 0.1 * (1 - 2.0 / SV), e_keep = 0.1 + 0.1 / SV;
+    printf("  %-58s %.5f %.5f %.5f (%.5f %.5f %.5f)\n", "-> [MASK], random other id, unchanged", mask, rnd, keep, e_mask,
+           e_rnd, e_keep);
+    assert_true(fabs(mask - e_mask) < 0.01 * e_mask && fabs(rnd - e_rnd) < 0.01 * e_rnd && fabs(keep - e_keep) < 0.01 * e_keep);
+
+    /* At a low rate (0.03) little saturates and the ratio is the weights'
+     * ratio, (count_RARE / count_FREQ)^-0.7, within its statistical error */
+    recipe_collate_config low = smoothed_config(&k, 0.03f);
+    smooth_stats sl = {0};
+    for (int it = 0; it < 6000; ++it) {
+        recipe_batch b;
+        if (recipe_collate_mlm(&b, &k.c, &low, 32, 64, 4, (uint64_t)it) != AG_OK) fail_msg("%s", ag_error());
+        count_smoothed(&sl, &b, &low, 0.03);
+        recipe_batch_free(&b);
+    }
+    const double r1 = ((double)sl.picked[1] / sl.seen[1]) / ((double)sl.picked[0] / sl.seen[0]);
+    const double sd = r1 * sqrt(1.0 / sl.picked[0] + 1.0 / sl.picked[1]);
+    printf(" p = 0.03, %lld batches: FREQ picked %lld, RARE %lld\n", (long long)sl.batches, (long long)sl.picked[0],
+           (long long)sl.picked[1]);
+    printf("  %-58s %.4f (count^-0.7: %.4f, %+.2f%%, %+.1f sd; without replacement: %.4f)\n", "rate(RARE) / rate(FREQ)",
+           r1, ratio_w, 100 * (r1 - ratio_w) / ratio_w, (r1 - ratio_w) / sd,
+           (sl.expected[1] / sl.seen[1]) / (sl.expected[0] / sl.seen[0]));
+    assert_true(fabs(r1 - ratio_w) <= 4 * sd);
+
+    /* a batch is a pure function of (seed, index) */
+    recipe_batch a, a2, c2;
+    assert_int_equal(recipe_collate_mlm(&a, &k.c, &cfg, 16, 64, 9, 5), AG_OK);
+    assert_int_equal(recipe_collate_mlm(&a2, &k.c, &cfg, 16, 64, 9, 5), AG_OK);
+    assert_int_equal(recipe_collate_mlm(&c2, &k.c, &cfg, 16, 64, 9, 6), AG_OK);
+    for (int i = 0; i < a.n; ++i)
+        assert_memory_equal(a.field[i].data, a2.field[i].data, sizeof(int32_t) * (size_t)a.field[i].numel);
+    assert_true(memcmp(a.field[0].data, c2.field[0].data, sizeof(int32_t) * (size_t)a.field[0].numel) != 0);
+    printf("  same (seed, index) -> same batch\n");
+    recipe_batch_free(&a), recipe_batch_free(&a2), recipe_batch_free(&c2);
+
+    /* refusals, by name */
+    recipe_collate_config bad = cfg;
+    bad.token_counts = NULL;
+    assert_int_equal(recipe_collate_mlm(&a, &k.c, &bad, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "token_counts"));
+    bad = cfg, bad.mlm_smoothing = -1;
+    assert_int_equal(recipe_collate_mlm(&a, &k.c, &bad, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "mlm_smoothing"));
+    int64_t neg[SV];
+    memcpy(neg, k.counts, sizeof neg);
+    neg[7] = -3;
+    bad = cfg, bad.token_counts = neg;
+    assert_int_equal(recipe_collate_mlm(&a, &k.c, &bad, 2, 16, 0, 0), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "token_counts[7]"));
+    assert_int_equal(recipe_token_counts(neg, &k.c, 5), AG_ERR_ARG); /* ids up to 119 */
+    assert_non_null(strstr(ag_error(), "outside the vocabulary"));
+    free(k.tokens), free(k.doc), free(k.sent);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triple_loss_by_hand),      cmocka_unit_test(test_causal_lm_by_hand),
         cmocka_unit_test(test_layer_map_and_init),       cmocka_unit_test(test_teacher_frozen_loss_falls),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_refusals),                 cmocka_unit_test(test_smoothed_masking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
