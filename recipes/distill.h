@@ -17,9 +17,15 @@
  *   - the student initialised from the teacher (extract_distilbert.py):
  *     embeddings copied, teacher layers map[0..S) copied into student layers
  *     0..S, renamed BERT -> DistilBERT.
- * What it is not: distiller.py's frequency-smoothed masking (token_probs with
- * mlm_smoothing 0.7) or its length-grouped batches; the masking here is the
- * uniform 15% / 80-10-10 of recipe_collate_mlm.
+ *   - distiller.py's masking (prepare_batch_mlm): exactly ceil(0.15 * the
+ *     batch's tokens) positions per batch, drawn without replacement with
+ *     weight max(count, 1)^-0.7 (count = the id's count in the training
+ *     split, train.py's token_probs; 0 for special ids and padding), then
+ *     80/10/10: recipe_collate_mlm with masking = RECIPE_MASK_SMOOTHED.
+ *     uniform_masking gives recipe_collate_mlm's uniform 15 % instead.
+ * What it is not: distiller.py's length-grouped batches (GroupedBatchSampler)
+ * or its data filtering (LmSeqsDataset); the rows are recipe_collate_mlm's
+ * [CLS] sentences [SEP] from a random place.
  *
  * Which positions each term counts (buffer shapes: B batch, T positions,
  * V vocabulary, C width):
@@ -113,6 +119,9 @@ typedef struct recipe_distill_opts {
     const char *tokenizer;       /* the tokenizer the data was prepared with (encoders: its [CLS], [MASK], ...) */
     const char *out_dir;         /* ckpt.h5 and metrics.jsonl */
     bool init_from_teacher;      /* extract_distilbert's initialisation (else Hugging Face's random init) */
+    bool uniform_masking;        /* encoders: each token with 0.15 (recipe_collate_mlm's default) instead of
+                                  * distiller.py's smoothed masking */
+    float mlm_smoothing;         /* smoothed masking's exponent: weight max(count, 1)^-mlm_smoothing (0.7) */
     recipe_distill_weights w;
     int steps, batch, seq, warmup, log_every, eval_every, eval_batches;
     double lr, weight_decay, clip, max_seconds;
@@ -120,7 +129,9 @@ typedef struct recipe_distill_opts {
 } recipe_distill_opts;
 
 /* Trains the student against the teacher (or alone) on the prepared corpus:
- * MLM batches from recipe_collate_mlm for encoders, packed windows for
+ * MLM batches from recipe_collate_mlm for encoders (smoothed masking with the
+ * training split's token counts, for training and held-out batches alike,
+ * unless uniform_masking), packed windows for
  * decoders; AdamW with linear warmup and decay (distiller.py's schedule);
  * logs to out_dir/metrics.jsonl (loss, each term, held-out loss on fixed
  * batches of the val split) for `tapegrad plot`; saves out_dir/ckpt.h5.

@@ -1,7 +1,9 @@
 /* distill_train.c: the trainer behind `tapegrad distill` (see distill.h).
  *
  * One step: a batch (MLM: recipe_collate_mlm over the training corpus, batch
- * number = step; decoders: B random windows of T+0 tokens), the distillation
+ * number = step, masked as distiller.py does: token_probs = max(count, 1)^-0.7
+ * from the training split's counts, ceil(0.15 * tokens) positions per batch;
+ * decoders: B random windows of T+0 tokens), the distillation
  * loss (teacher in no-grad, eval mode), backward into the student only, clip,
  * AdamW at distiller.py's schedule (linear warmup, then linear decay to 0).
  * Held-out loss: the same loss on eval_batches fixed batches of the val split
@@ -170,6 +172,7 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
     FILE *metrics = NULL;
     char path[1024];
     batcher bt = {.B = o->batch, .T = o->seq};
+    int64_t *counts = NULL; /* [train.vocab] token counts of the training split (smoothed masking) */
 
     if (o->steps < 1 || o->batch < 1 || o->seq < 3 || o->log_every < 1 || o->eval_batches < 1)
         return ag_fail(AG_ERR_ARG, "distill: --steps, --batch, --log-every, --eval-batches must be >= 1, --seq >= 3");
@@ -201,6 +204,16 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
             goto done;
         }
         if ((st = recipe_corpus_check(&train.c, &bt.cfg)) || (st = recipe_corpus_check(&val.c, &bt.cfg))) goto done;
+        if (!o->uniform_masking) { /* train.py: token_probs from the counts over the training data */
+            if (!(counts = malloc(sizeof *counts * (size_t)train.vocab))) {
+                st = ag_fail(AG_ERR_MEMORY, "distill: out of memory for %d token counts", train.vocab);
+                goto done;
+            }
+            if ((st = recipe_token_counts(counts, &train.c, train.vocab))) goto done;
+            bt.cfg.masking = RECIPE_MASK_SMOOTHED;
+            bt.cfg.token_counts = counts;
+            bt.cfg.mlm_smoothing = o->mlm_smoothing;
+        }
     }
 
     optim_config oc = optim_adamw_defaults();
@@ -225,7 +238,10 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
                bt.decoder ? "CLM" : "MLM", (double)o->w.alpha_cos);
     else
         printf("loss = %g*%s (no teacher)", a_lm, bt.decoder ? "CLM" : "MLM");
-    printf("; data: %lld training tokens, %lld held out\n", (long long)train.c.n_tokens, (long long)val.c.n_tokens);
+    printf("; data: %lld training tokens, %lld held out", (long long)train.c.n_tokens, (long long)val.c.n_tokens);
+    if (!bt.decoder)
+        printf("; masking: %s", counts ? "smoothed (ceil(0.15 n) per batch, weights count^-smoothing)" : "uniform 15%");
+    printf("\n");
     recipe_distill_parts ev;
     if ((st = evaluate(ctx, &s, teacher, &bt, &val.c, &o->w, o->eval_batches, &ev))) goto done;
     printf("step %5d  held-out loss %.4f  (ce %.4f %s %.4f cos %.4f)\n", 0, ev.total, ev.ce, bt.decoder ? "clm" : "mlm",
@@ -280,6 +296,7 @@ ag_status recipe_distill_train(const recipe_distill_opts *o) {
     ckpt_state cs = {.config = s.cfg.text, .global_step = step, .recipe = "distill"};
     if ((st = ckpt_save(path, &s.ps, &cs)) == AG_OK) printf("saved %s (step %d)\n", path, step);
 done:
+    free(counts);
     if (metrics) fclose(metrics);
     ag_ctx_free(ctx);
     optim_free(opt);

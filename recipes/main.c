@@ -420,6 +420,8 @@ static int cmd_pretrain(int argc, char **argv) {
     };
     int threads = opt_int(argc, argv, "--threads", 0, &ok);
     const char *gen_config = opt(argc, argv, "--generator-config"), *tgt_data = opt(argc, argv, "--tgt-data");
+    const char *masking = opt(argc, argv, "--masking");
+    const int max_ngram = opt_int(argc, argv, "--max-ngram", 0, &ok);
     for (int i = 2; i < argc; ++i)
         if (strcmp(argv[i], "--resume") == 0) { o.resume = true; argv[i] = ""; }
     if (!ok || leftovers(argc, argv, 2)) return 2;
@@ -435,7 +437,8 @@ static int cmd_pretrain(int argc, char **argv) {
             return 2;
         }
         ag_set_threads(threads);
-        recipe_pretrain_opts po = {.train = o, .recipe = recipe, .generator_config = gen_config, .tgt_data_dir = tgt_data};
+        recipe_pretrain_opts po = {.train = o, .recipe = recipe, .generator_config = gen_config, .tgt_data_dir = tgt_data,
+                                   .masking = masking, .max_ngram = max_ngram};
         if (recipe_pretrain(&po)) { fprintf(stderr, "tapegrad pretrain: %s\n", ag_error()); return 1; }
         return 0;
     }
@@ -468,6 +471,7 @@ static int cmd_distill(int argc, char **argv) {
         .tokenizer = opt(argc, argv, "--tokenizer"),
         .out_dir = opt(argc, argv, "--out"),
         .init_from_teacher = true,
+        .mlm_smoothing = (float)opt_num(argc, argv, "--mlm-smoothing", 0.7, &ok),
         .steps = opt_int(argc, argv, "--steps", 1000, &ok),
         .batch = opt_int(argc, argv, "--batch", 16, &ok),
         .seq = opt_int(argc, argv, "--seq", 128, &ok),
@@ -497,6 +501,7 @@ static int cmd_distill(int argc, char **argv) {
     for (int i = 2; i < argc; ++i) {
         if (strcmp(argv[i], "--random-init") == 0) { o.init_from_teacher = false; argv[i] = ""; }
         else if (strcmp(argv[i], "--restrict-ce-to-mask") == 0) { o.w.restrict_ce_to_mask = true; argv[i] = ""; }
+        else if (strcmp(argv[i], "--uniform-masking") == 0) { o.uniform_masking = true; argv[i] = ""; }
     }
     if (!ok || leftovers(argc, argv, 2)) return 2;
     if (!o.student_config || !o.data_dir || !o.out_dir) {
@@ -859,10 +864,14 @@ static void usage(FILE *f) {
             "  pretrain --recipe clm|mlm|nsp|sop|electra|span|denoise|tlm|ctrl --config model.json --data DIR --out RUN [--steps --batch --seq --lr\n"
             "           --warmup --schedule --min-lr --weight-decay --clip --grad-accum --eval-every\n"
             "           --save-every --minutes --stop-at --seed --threads --resume]\n"
+            "           [--masking tokens|ngram --max-ngram 3]   MLM positions for mlm|nsp|sop|tlm: BERT's tokens,\n"
+            "                 or ALBERT's n-grams of whole words (the default of sop)\n"
             "  distill --student config.json [--teacher RUN/ckpt.h5] --data DIR --tokenizer tok.json --out RUN\n"
             "          [--objective mlm|clm --temperature 2 --alpha-ce 5 --alpha-mlm 2 --alpha-clm 0 --alpha-cos 1\n"
-            "          --restrict-ce-to-mask --random-init --steps --batch --seq --lr --warmup --minutes --threads]\n"
-            "                 DistilBERT's triple loss, the student from every other teacher layer; no --teacher: MLM/CLM alone\n"
+            "          --restrict-ce-to-mask --random-init --mlm-smoothing 0.7 --uniform-masking --steps --batch --seq\n"
+            "          --lr --warmup --minutes --threads]\n"
+            "                 DistilBERT's triple loss, the student from every other teacher layer; no --teacher: MLM/CLM alone;\n"
+            "                 MLM masking as distiller.py (rare ids favoured, count^-0.7), --uniform-masking: 15%% of every id\n"
             "  generate --checkpoint RUN [--prompt TEXT --max-new N --temperature T --top-k K --top-p P\n"
             "           --greedy --seed S --repetition-penalty R --num-beams N --length-penalty L\n"
             "           --early-stopping true|false|never --eos ID --forced-bos ID --no-cache]\n"

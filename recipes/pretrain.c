@@ -239,6 +239,27 @@ ag_status recipe_manifest_specials(const char *dir, recipe_collate_config *cfg, 
     return AG_OK;
 }
 
+bool recipe_word_continuations(const data_tokenizer *t, int32_t V, uint8_t *is_cont) {
+    memset(is_cont, 0, (size_t)V);
+    if (t->kind != DATA_TOK_WORDPIECE && t->kind != DATA_TOK_UNIGRAM) return false;
+    static const char punct[] = "!\"#$%&()*+,-./:;?@[\\]^_`{|}~"; /* the script's special_pieces */
+    for (int32_t id = 0; id < V && id < t->n_tokens; ++id) {
+        const char *p = t->tokens[id];
+        if (!p || !p[0] || data_tokenizer_is_special(t, id)) continue;
+        if (t->kind == DATA_TOK_WORDPIECE) {
+            is_cont[id] = strncmp(p, t->prefix, strlen(t->prefix)) == 0 && t->prefix[0];
+            continue;
+        }
+        /* SentencePiece: "\xe2\x96\x81" is U+2581, the word-start mark */
+        if (strncmp(p, "\xe2\x96\x81", 3) == 0 || p[0] == '<' || (p[1] == 0 && strchr(punct, p[0]))) continue;
+        bool letters = true;
+        for (const char *c = p; *c && letters; ++c)
+            letters = ((*c | 32) >= 'a' && (*c | 32) <= 'z') || strchr(punct, *c) != NULL;
+        is_cont[id] = letters;
+    }
+    return true;
+}
+
 ag_status recipe_run_tokenizer(const char *data_dir, const char *out_dir) {
     char src[1024], dst[1024];
     snprintf(src, sizeof src, "%s/tokenizer.json", data_dir);
@@ -506,6 +527,7 @@ ag_status recipe_pretrain(const recipe_pretrain_opts *po) {
     int64_t start_step = 0, tokens = 0;
     recipe_collate_config cfg;
     int32_t unk = -1;
+    uint8_t *is_cont = NULL; /* [vocab] ALBERT's word boundaries for n-gram masking, from the run's tokenizer */
 
     if (o->steps < 1 || o->batch < 1 || o->seq < 2 || o->grad_accum < 1)
         return ag_fail(AG_ERR_ARG, "pretrain: --steps, --batch and --grad-accum must be >= 1 and --seq >= 2");
@@ -546,6 +568,12 @@ ag_status recipe_pretrain(const recipe_pretrain_opts *po) {
     int32_t special[2] = {unk, -1};
     cfg.special_ids = special;
     cfg.n_special = unk >= 0 ? 1 : 0;
+    if (po->masking) {
+        if (strcmp(po->masking, "tokens") == 0) cfg.masking = RECIPE_MASK_TOKENS;
+        else if (strcmp(po->masking, "ngram") == 0) cfg.masking = RECIPE_MASK_NGRAM;
+        else { st = ag_fail(AG_ERR_ARG, "pretrain: --masking '%s' is not tokens or ngram", po->masking); goto done; }
+    }
+    if (po->max_ngram) cfg.max_ngram = po->max_ngram;
     if ((st = recipe_corpus_check(&train.c, &cfg)) || (st = recipe_corpus_check(&val.c, &cfg))) goto done;
     if ((st = recipe_objective_alloc(&s, o->seed))) goto done;
 
@@ -556,6 +584,26 @@ ag_status recipe_pretrain(const recipe_pretrain_opts *po) {
     if ((st = optim_schedule_kind_from_name(o->schedule, &sched.kind)) || (st = optim_schedule_check(&sched))) goto done;
 
     if ((st = ag_make_dirs(o->out_dir)) || (st = recipe_run_tokenizer(o->data_dir, o->out_dir))) goto done;
+    const bool ngram = cfg.masking == RECIPE_MASK_NGRAM || (cfg.masking == RECIPE_MASK_DEFAULT && obj == RECIPE_OBJ_SOP);
+    if (ngram && (obj == RECIPE_OBJ_MLM || obj == RECIPE_OBJ_NSP || obj == RECIPE_OBJ_SOP || obj == RECIPE_OBJ_TLM)) {
+        /* ALBERT masks n-grams of whole words (do_whole_word_mask): the words
+         * come from the tokenizer the run carries; without one, pieces */
+        snprintf(path, sizeof path, "%s/tokenizer.json", o->out_dir);
+        data_tokenizer tok;
+        if (access(path, R_OK) == 0 && data_tokenizer_load(&tok, path) == AG_OK) {
+            if (!(is_cont = malloc((size_t)cfg.vocab_size))) {
+                data_tokenizer_free(&tok);
+                st = ag_fail(AG_ERR_MEMORY, "pretrain: out of memory");
+                goto done;
+            }
+            cfg.whole_word_mask = recipe_word_continuations(&tok, cfg.vocab_size, is_cont);
+            cfg.is_continuation = is_cont;
+            data_tokenizer_free(&tok);
+        }
+        if (!po->quiet)
+            printf("masking: ALBERT's n-grams of up to %d %s\n", cfg.max_ngram,
+                   cfg.whole_word_mask ? "whole words" : "pieces (no word rule for this tokenizer)");
+    }
     snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.h5", o->out_dir);
     if (o->resume) {
         ckpt_state cs = {0};
@@ -676,6 +724,7 @@ ag_status recipe_pretrain(const recipe_pretrain_opts *po) {
 stop:
     signal(SIGINT, old_handler);
 done:
+    free(is_cont);
     if (metrics) fclose(metrics);
     ag_ctx_free(ctx);
     optim_free(opt);

@@ -47,6 +47,19 @@ void recipe_owned_corpus_free(recipe_owned_corpus *oc);
  * token or -1. Errors: no manifest, no special_ids. */
 ag_status recipe_manifest_specials(const char *dir, recipe_collate_config *cfg, int32_t unk[1]);
 
+/* ALBERT's word boundaries for whole-word n-gram masking: is_cont [V]
+ * receives 1 for each id that continues the word before it and 0 for a word
+ * start. The rule is the script's is_start_piece: a WordPiece tokenizer's
+ * "##" pieces continue (_is_start_piece_bert); for a SentencePiece
+ * (Unigram) vocabulary a piece continues unless it starts with U+2581 or
+ * "<", is one punctuation character, or holds a character other than an
+ * ASCII letter or that punctuation (_is_start_piece_sp). Returns false (and
+ * is_cont all 0: every piece its own unit, do_whole_word_mask off) for a
+ * tokenizer with no such rule (byte-level BPE). Ids past the vocabulary and
+ * the special tokens are starts. */
+struct data_tokenizer;
+bool recipe_word_continuations(const struct data_tokenizer *t, int32_t V, uint8_t *is_cont);
+
 /* Puts the data's tokenizer into the run folder as out_dir/tokenizer.json, as
  * a Hugging Face model folder carries its own, so that finetune, generate and
  * convert read the run's ids as text. It is data_dir/tokenizer.json (prepare
@@ -96,6 +109,9 @@ typedef struct recipe_pretrain_opts {
     const char *recipe;            /* mlm, nsp, sop, electra, span, denoise, tlm, ctrl */
     const char *generator_config;  /* electra: the ElectraForMaskedLM config */
     const char *tgt_data_dir;      /* tlm: the second language, prepared alongside data_dir */
+    const char *masking;           /* mlm, nsp, sop, tlm: "tokens" (BERT / Hugging Face) or "ngram" (ALBERT);
+                                    * NULL: the recipe's own (ngram for sop, tokens for the rest) */
+    int max_ngram;                 /* n-gram masking's longest n-gram (0: ALBERT's 3) */
     bool quiet;                    /* no progress lines (tests) */
     double *first_val, *last_val;  /* when not NULL: the held-out loss at the start and the last evaluation */
 } recipe_pretrain_opts;

@@ -22,6 +22,7 @@
 #include "data.h"
 #include "optim.h"
 #include "pretrain.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -195,6 +196,54 @@ static void test_tlm_learns(void **state) {
 
 static void test_ctrl_learns(void **state) { (void)state; learns("ctrl", "ctrl.json", "ctrl-data", 24); }
 
+/* mlm with ALBERT's n-gram masking (--masking ngram) learns too */
+static void test_mlm_ngram_learns(void **state) {
+    (void)state;
+    double first = NAN, last = NAN;
+    recipe_pretrain_opts po = opts("mlm", "mlm.json", "data", "mlm-ngram", 40, 24);
+    po.masking = "ngram";
+    po.first_val = &first, po.last_val = &last;
+    if (recipe_pretrain(&po)) fail_msg("mlm ngram: %s", ag_error());
+    print_message("%-8s held-out loss %.4f -> %.4f\n", "mlm ngram", first, last);
+    assert_true(isfinite(first) && isfinite(last));
+    assert_true(last < first - 0.1);
+}
+
+/* ALBERT's word starts (is_start_piece) for n-gram masking: WordPiece's "##"
+ * pieces continue a word; in a SentencePiece vocabulary a piece continues
+ * unless it starts with U+2581 or '<', is one punctuation mark, or holds a
+ * character other than an ASCII letter or punctuation. */
+static void test_word_continuations(void **state) {
+    (void)state;
+    data_tokenizer t;
+    uint8_t cont[4096];
+    assert_int_equal(data_tokenizer_load(&t, FIXTURE_DIR "/tokenizers/wordpiece"), AG_OK);
+    assert_true(recipe_word_continuations(&t, t.n_tokens, cont));
+    int n_cont = 0;
+    for (int32_t id = 0; id < t.n_tokens; ++id) {
+        assert_int_equal(cont[id], strncmp(t.tokens[id], "##", 2) == 0);
+        n_cont += cont[id];
+    }
+    print_message("wordpiece: %d of %d ids are \"##\" pieces\n", n_cont, t.n_tokens);
+    assert_true(n_cont > 0);
+    data_tokenizer_free(&t);
+    assert_int_equal(data_tokenizer_load(&t, FIXTURE_DIR "/unigram/tiny.model"), AG_OK);
+    assert_true(t.n_tokens <= 4096);
+    assert_true(recipe_word_continuations(&t, t.n_tokens, cont));
+    int starts = 0, conts = 0;
+    for (int32_t id = 0; id < t.n_tokens; ++id) {
+        const char *p = t.tokens[id];
+        if (strncmp(p, "\xe2\x96\x81", 3) == 0 || p[0] == '<') assert_int_equal(cont[id], 0);
+        bool digit = false;
+        for (const char *c = p; *c; ++c) digit |= *c >= '0' && *c <= '9';
+        if (digit) assert_int_equal(cont[id], 0);
+        starts += !cont[id], conts += cont[id];
+    }
+    print_message("sentencepiece: %d word starts, %d continuations\n", starts, conts);
+    assert_true(starts > 0 && conts > 0);
+    data_tokenizer_free(&t);
+}
+
 /* The parameters saved in run/ckpt.h5, in a fresh registry of the config. */
 static float *saved_params(const char *config, const char *run, int64_t *n) {
     char cfg[128], path[512];
@@ -301,6 +350,10 @@ static void test_errors(void **state) {
     po = opts("tlm", "mlm.json", "data", "bad", 2, 24);
     assert_int_equal(recipe_pretrain(&po), AG_ERR_ARG);
     assert_non_null(strstr(ag_error(), "--tgt-data"));
+    po = opts("sop", "sop.json", "data", "bad", 2, 24);
+    po.masking = "spans";
+    assert_int_equal(recipe_pretrain(&po), AG_ERR_ARG);
+    assert_non_null(strstr(ag_error(), "--masking 'spans'"));
 }
 
 int main(void) {
@@ -309,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_sop_learns),     cmocka_unit_test(test_electra_learns),
         cmocka_unit_test(test_span_learns),    cmocka_unit_test(test_denoise_learns),
         cmocka_unit_test(test_ctrl_learns),    cmocka_unit_test(test_tlm_learns),
+        cmocka_unit_test(test_mlm_ngram_learns), cmocka_unit_test(test_word_continuations),
         cmocka_unit_test(test_resume_mlm),
         cmocka_unit_test(test_resume_span),    cmocka_unit_test(test_electra_shares_embeddings),
         cmocka_unit_test(test_errors),
