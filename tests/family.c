@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 float *h5_read_floats(hid_t f, const char *name, int64_t *n) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
@@ -19,14 +20,25 @@ float *h5_read_floats(hid_t f, const char *name, int64_t *n) {
     return x;
 }
 
+bool family_file_present(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+void family_build(recipe_model *m, const char *config, const char *arch, const char *weights) {
+    if (recipe_model_declare(m, config, arch) != AG_OK) fail_msg("%s", ag_error());
+    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
+    if (weights && ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK)
+        fail_msg("%s", ag_error());
+}
+
 void family_load(recipe_model *m, recipe_batch *b, const char *dir, const char *config, const char *arch,
                  const char *weights) {
-    char path[512];
+    char path[512], weights_path[512];
     snprintf(path, sizeof path, "%s/%s", dir, config);
-    if (recipe_model_declare(m, path, arch) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s", dir, weights);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    snprintf(weights_path, sizeof weights_path, "%s/%s", dir, weights);
+    family_build(m, path, arch, weights_path);
     snprintf(path, sizeof path, "%s/inputs.json", dir);
     assert_int_equal(recipe_batch_load(b, path), AG_OK);
 }
@@ -95,4 +107,48 @@ void family_check_loss_and_grads(const char *dir, const char *config, const char
     recipe_model_free(&m);
     free(want_loss);
     H5Fclose(e);
+}
+
+/* ---------------------------------------------------------------- configs */
+
+const char *family_temp_config(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+int64_t family_count_params(const char *config_text, const char *arch) {
+    recipe_model m;
+    const char *path = family_temp_config(config_text);
+    ag_status st = recipe_model_declare(&m, path, arch);
+    remove(path);
+    if (st != AG_OK) fail_msg("%s", ag_error());
+    int64_t total = m.ps.total;
+    recipe_model_free(&m);
+    return total;
+}
+
+void family_expect_config_error(const char *text, const char *needle) {
+    recipe_model m;
+    const char *path = family_temp_config(text);
+    ag_status st = recipe_model_declare(&m, path, NULL);
+    remove(path);
+    recipe_model_free(&m);
+    assert_int_not_equal(st, AG_OK);
+    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
+}
+
+void family_check_init(const ag_params *ps, const char *name, double std, double mean, double std_rtol) {
+    const ag_tensor *t = ag_params_find(ps, name);
+    if (!t) fail_msg("no parameter %s", name);
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < t->numel; ++i) s += t->data[i], s2 += (double)t->data[i] * t->data[i];
+    const double sample_mean = s / t->numel, sample_std = sqrt(s2 / t->numel - sample_mean * sample_mean);
+    assert_true(fabs(sample_mean - mean) < 0.002 + 0.1 * std);
+    assert_true(fabs(sample_std - std) < std_rtol * std + 1e-6);
 }

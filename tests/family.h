@@ -1,6 +1,8 @@
 /* family.h: what the model-family tests share: reading reference arrays from
- * an expected.h5, building a class from a fixture folder, and comparing every
- * parameter's gradient with the reference's. */
+ * an expected.h5, building a class from a fixture folder, comparing every
+ * parameter's gradient with the reference's, the 20-step AdamW trajectory of
+ * the Hugging Face fixtures, and the config checks (parameter totals, init
+ * spreads, bad configs refused by name). */
 #ifndef TAPEGRAD_TESTS_FAMILY_H
 #define TAPEGRAD_TESTS_FAMILY_H
 
@@ -12,6 +14,14 @@
 /* A float dataset as a malloc'd array (NULL when absent); its element count
  * into *n when n is not NULL. */
 float *h5_read_floats(hid_t f, const char *name, int64_t *n);
+
+/* Whether the file exists (the Hugging Face fixtures under ../shared may be absent). */
+bool family_file_present(const char *path);
+
+/* Builds config's class (arch, or the config's architectures[0]) and, unless
+ * weights is NULL, loads that safetensors file (tied names through the
+ * family's aliases). Fails the test with the library's message. */
+void family_build(recipe_model *m, const char *config, const char *arch, const char *weights);
 
 /* Builds dir/config's class (arch, or the config's architectures[0]), loads
  * dir/weights (safetensors, tied names through the family's aliases) and
@@ -34,5 +44,23 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
  * want_tokens >= 0), and every gradient as family_compare_grads. */
 void family_check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
                                  int64_t want_tokens);
+
+/* Writes text to a new temporary file and returns its path (a static buffer,
+ * valid until the next call; the caller removes the file). */
+const char *family_temp_config(const char *text);
+
+/* The parameter total of config_text's class (arch, or architectures[0]),
+ * declared only, never allocated. Fails the test if the config is refused. */
+int64_t family_count_params(const char *config_text, const char *arch);
+
+/* Declares config text's class (architectures[0]); it must be refused with a
+ * message containing needle (typically the field's quoted name). */
+void family_expect_config_error(const char *text, const char *needle);
+
+/* Checks the spread of one initialised parameter of ps: the sample mean within
+ * 0.002 + 0.1 std of `mean`, the sample standard deviation within
+ * std_rtol * std + 1e-6 of `std` (std 0: a constant, such as a zero bias or a
+ * unit LayerNorm weight). Fails the test when ps has no such parameter. */
+void family_check_init(const ag_params *ps, const char *name, double std, double mean, double std_rtol);
 
 #endif

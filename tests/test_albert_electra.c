@@ -143,28 +143,6 @@ static void test_pretraining_heads_train(void **state) {
     }
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* The published configs (their config.json fields; unlisted ones are the
  * defaults) and the totals: model.num_parameters() as the issue states it for
  * albert-base-v2's AlbertModel; the others counted by the PyTorch
@@ -174,25 +152,25 @@ static void test_parameter_counts(void **state) {
     ", \"hidden_size\": " #H ", \"num_hidden_layers\": " #L ", \"num_attention_heads\": " #NH \
     ", \"intermediate_size\": " #I "}"
     const char *albert_base = ALBERT(128, 768, 12, 12, 3072);
-    assert_int_equal(count_params(albert_base, "AlbertModel"), 11683584);
-    assert_int_equal(count_params(albert_base, "AlbertForMaskedLM"), 11221680);
-    assert_int_equal(count_params(albert_base, "AlbertForPreTraining"), 11813810);
+    assert_int_equal(family_count_params(albert_base, "AlbertModel"), 11683584);
+    assert_int_equal(family_count_params(albert_base, "AlbertForMaskedLM"), 11221680);
+    assert_int_equal(family_count_params(albert_base, "AlbertForPreTraining"), 11813810);
     /* large (1024, 24 layers, 16 heads), xlarge (2048, 24, 16), xxlarge (4096, 12, 64): one shared layer each */
-    assert_int_equal(count_params(ALBERT(128, 1024, 24, 16, 4096), "AlbertModel"), 17683968);
-    assert_int_equal(count_params(ALBERT(128, 2048, 24, 16, 8192), "AlbertModel"), 58724864);
-    assert_int_equal(count_params(ALBERT(128, 4096, 12, 64, 16384), "AlbertModel"), 222595584);
+    assert_int_equal(family_count_params(ALBERT(128, 1024, 24, 16, 4096), "AlbertModel"), 17683968);
+    assert_int_equal(family_count_params(ALBERT(128, 2048, 24, 16, 8192), "AlbertModel"), 58724864);
+    assert_int_equal(family_count_params(ALBERT(128, 4096, 12, 64, 16384), "AlbertModel"), 222595584);
 #undef ALBERT
 #define ELECTRA(E, H, L, NH, I) "{\"model_type\": \"electra\", \"embedding_size\": " #E ", \"hidden_size\": " #H \
     ", \"num_hidden_layers\": " #L ", \"num_attention_heads\": " #NH ", \"intermediate_size\": " #I "}"
     const char *small = ELECTRA(128, 256, 12, 4, 1024), *base = ELECTRA(768, 768, 12, 12, 3072);
-    assert_int_equal(count_params(small, "ElectraModel"), 13483008);
-    assert_int_equal(count_params(small, "ElectraForPreTraining"), 13549057);
-    assert_int_equal(count_params(base, "ElectraModel"), 108891648);
-    assert_int_equal(count_params(base, "ElectraForPreTraining"), 109483009);
+    assert_int_equal(family_count_params(small, "ElectraModel"), 13483008);
+    assert_int_equal(family_count_params(small, "ElectraForPreTraining"), 13549057);
+    assert_int_equal(family_count_params(base, "ElectraModel"), 108891648);
+    assert_int_equal(family_count_params(base, "ElectraForPreTraining"), 109483009);
     /* electra-large-discriminator: BERT-large's encoder without the pooler */
-    assert_int_equal(count_params(ELECTRA(1024, 1024, 24, 16, 4096), "ElectraModel"), 334092288);
+    assert_int_equal(family_count_params(ELECTRA(1024, 1024, 24, 16, 4096), "ElectraModel"), 334092288);
     /* ElectraConfig's defaults are electra-small's */
-    assert_int_equal(count_params("{\"model_type\": \"electra\"}", "ElectraModel"), 13483008);
+    assert_int_equal(family_count_params("{\"model_type\": \"electra\"}", "ElectraModel"), 13483008);
 #undef ELECTRA
 }
 
@@ -218,19 +196,12 @@ static void test_init(void **state) {
     };
     for (size_t c = 0; c < 2; ++c) {
         recipe_model m;
-        const char *path = temp_config(cases[c].config);
+        const char *path = family_temp_config(cases[c].config);
         assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
         remove(path);
         assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
-        for (int k = 0; k < 6; ++k) {
-            ag_tensor *t = ag_params_find(&m.ps, cases[c].names[k]);
-            if (!t) fail_msg("no parameter %s", cases[c].names[k]);
-            double s = 0, s2 = 0;
-            for (int64_t i = 0; i < t->numel; ++i) s += t->data[i], s2 += (double)t->data[i] * t->data[i];
-            double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-            assert_true(fabs(mean - cases[c].mean[k]) < 0.002 + 0.1 * cases[c].std[k]);
-            assert_true(fabs(std - cases[c].std[k]) < 0.05 * cases[c].std[k] + 1e-6);
-        }
+        for (int k = 0; k < 6; ++k)
+            family_check_init(&m.ps, cases[c].names[k], cases[c].std[k], cases[c].mean[k], 0.05);
         const ag_tensor *w = m.ps.p[0]; /* the word embedding: its padding row is zero */
         for (int i = 0; i < 64; ++i) assert_true(w->data[3 * 64 + i] == 0.0f);
         assert_int_equal(m.n_aliases, cases[c].aliases);
@@ -238,42 +209,32 @@ static void test_init(void **state) {
     }
 }
 
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
-}
-
 static void test_bad_configs(void **state) {
 #define ALBERT "{\"model_type\": \"albert\", \"architectures\": [\"AlbertForMaskedLM\"], "
-    expect_config_error(ALBERT "\"embedding_size\": \"wide\"}", "\"embedding_size\"");
-    expect_config_error(ALBERT "\"hidden_size\": 768, \"num_attention_heads\": 5}", "divisible");
-    expect_config_error(ALBERT "\"num_hidden_groups\": 0}", "\"num_hidden_groups\"");
-    expect_config_error(ALBERT "\"inner_group_num\": 0}", "\"inner_group_num\"");
-    expect_config_error(ALBERT "\"hidden_act\": \"cubic\"}", "hidden_act");
-    expect_config_error(ALBERT "\"classifier_dropout_prob\": 1}", "\"classifier_dropout_prob\"");
-    expect_config_error(ALBERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
-    expect_config_error(ALBERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
+    family_expect_config_error(ALBERT "\"embedding_size\": \"wide\"}", "\"embedding_size\"");
+    family_expect_config_error(ALBERT "\"hidden_size\": 768, \"num_attention_heads\": 5}", "divisible");
+    family_expect_config_error(ALBERT "\"num_hidden_groups\": 0}", "\"num_hidden_groups\"");
+    family_expect_config_error(ALBERT "\"inner_group_num\": 0}", "\"inner_group_num\"");
+    family_expect_config_error(ALBERT "\"hidden_act\": \"cubic\"}", "hidden_act");
+    family_expect_config_error(ALBERT "\"classifier_dropout_prob\": 1}", "\"classifier_dropout_prob\"");
+    family_expect_config_error(ALBERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
+    family_expect_config_error(ALBERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
 #undef ALBERT
-    expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForPreTraining\"], "
-                        "\"num_labels\": 3}", "num_labels");
-    expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForQuestionAnswering\"]}",
-                        "AlbertForQuestionAnswering");
+    family_expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForPreTraining\"], "
+                               "\"num_labels\": 3}", "num_labels");
+    family_expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForQuestionAnswering\"]}",
+                               "AlbertForQuestionAnswering");
 #define ELECTRA "{\"model_type\": \"electra\", \"architectures\": [\"ElectraForPreTraining\"], "
-    expect_config_error(ELECTRA "\"hidden_size\": 256, \"num_attention_heads\": 3}", "divisible");
-    expect_config_error(ELECTRA "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
-    expect_config_error(ELECTRA "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
-    expect_config_error(ELECTRA "\"attention_probs_dropout_prob\": 1.5}", "\"attention_probs_dropout_prob\"");
-    expect_config_error(ELECTRA "\"problem_type\": \"ranking\"}", "problem_type");
-    expect_config_error(ELECTRA "\"id2label\": []}", "id2label");
-    expect_config_error(ELECTRA "\"embedding_size\": -1}", "\"embedding_size\"");
+    family_expect_config_error(ELECTRA "\"hidden_size\": 256, \"num_attention_heads\": 3}", "divisible");
+    family_expect_config_error(ELECTRA "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
+    family_expect_config_error(ELECTRA "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
+    family_expect_config_error(ELECTRA "\"attention_probs_dropout_prob\": 1.5}", "\"attention_probs_dropout_prob\"");
+    family_expect_config_error(ELECTRA "\"problem_type\": \"ranking\"}", "problem_type");
+    family_expect_config_error(ELECTRA "\"id2label\": []}", "id2label");
+    family_expect_config_error(ELECTRA "\"embedding_size\": -1}", "\"embedding_size\"");
 #undef ELECTRA
-    expect_config_error("{\"model_type\": \"electra\", \"architectures\": [\"ElectraForCausalLM\"]}",
-                        "ElectraForCausalLM");
+    family_expect_config_error("{\"model_type\": \"electra\", \"architectures\": [\"ElectraForCausalLM\"]}",
+                               "ElectraForCausalLM");
 }
 
 /* Wrong batches are errors naming the field, never a crash. */

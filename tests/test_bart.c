@@ -66,22 +66,11 @@ static void test_tied_copies_load(void **state) {
     recipe_model_free(&m2);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 /* The registry's total, and (in *buffers) the floats of final_logits_bias,
  * which state_dict() holds but num_parameters() does not count. */
 static int64_t count_params(const char *config_text, const char *arch, int64_t *buffers) {
     recipe_model m;
-    const char *path = temp_config(config_text);
+    const char *path = family_temp_config(config_text);
     ag_status st = recipe_model_declare(&m, path, arch);
     remove(path);
     if (st != AG_OK) fail_msg("%s", ag_error());
@@ -116,11 +105,12 @@ static void test_parameter_counts(void **state) {
  * biases; final_logits_bias zero and never given a gradient. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
-                                   "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
-                                   "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
-                                   "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
-                                   "\"max_position_embeddings\": 64, \"init_std\": 0.05}");
+    const char *path =
+        family_temp_config("{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
+                           "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
+                           "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
+                           "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
+                           "\"max_position_embeddings\": 64, \"init_std\": 0.05}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -134,15 +124,8 @@ static void test_init(void **state) {
         {"model.encoder.layers.0.fc2.bias", 0, 0},
         {"final_logits_bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        if (!t) fail_msg("no %s", want[k].name);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "model.shared.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[1 * 128 + c] == 0.0f); /* pad_token_id 1 */
     assert_false(ag_params_find(&m.ps, "final_logits_bias")->requires_grad);
@@ -176,39 +159,30 @@ static void test_m2m100_positions(void **state) {
     ag_ctx_free(ctx);
 }
 
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
-}
-
 static void test_bad_configs(void **state) {
 #define BART "{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
 #define M2M "{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100Model\"], "
-    expect_config_error(BART "\"d_model\": \"big\"}", "\"d_model\"");
-    expect_config_error(BART "\"d_model\": 30}", "\"encoder_attention_heads\"");
-    expect_config_error(BART "\"d_model\": 32, \"decoder_attention_heads\": 5}", "\"decoder_attention_heads\"");
-    expect_config_error(BART "\"encoder_layers\": 0}", "\"encoder_layers\"");
-    expect_config_error(BART "\"activation_function\": \"cubic\"}", "activation_function");
-    expect_config_error(BART "\"dropout\": 1.5}", "\"dropout\"");
-    expect_config_error(BART "\"attention_dropout\": -0.1}", "\"attention_dropout\"");
-    expect_config_error(BART "\"pad_token_id\": 60000}", "\"pad_token_id\"");
-    expect_config_error(BART "\"decoder_start_token_id\": -1}", "\"decoder_start_token_id\"");
-    expect_config_error(BART "\"scale_embedding\": 1}", "\"scale_embedding\"");
-    expect_config_error(BART "\"problem_type\": \"ranking\"}", "problem_type");
-    expect_config_error(BART "\"id2label\": []}", "id2label");
-    expect_config_error("{\"model_type\": \"bart\", \"architectures\": [\"BartForQuestionAnswering\"]}",
-                        "BartForQuestionAnswering");
-    expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100ForSequenceClassification\"]}",
-                        "M2M100ForSequenceClassification");
-    expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"BartModel\"]}", "BartModel");
-    expect_config_error(M2M "\"d_model\": 2, \"encoder_attention_heads\": 1, \"decoder_attention_heads\": 1}",
-                        "\"d_model\"");
-    expect_config_error(M2M "\"encoder_layerdrop\": 1}", "\"encoder_layerdrop\"");
+    family_expect_config_error(BART "\"d_model\": \"big\"}", "\"d_model\"");
+    family_expect_config_error(BART "\"d_model\": 30}", "\"encoder_attention_heads\"");
+    family_expect_config_error(BART "\"d_model\": 32, \"decoder_attention_heads\": 5}", "\"decoder_attention_heads\"");
+    family_expect_config_error(BART "\"encoder_layers\": 0}", "\"encoder_layers\"");
+    family_expect_config_error(BART "\"activation_function\": \"cubic\"}", "activation_function");
+    family_expect_config_error(BART "\"dropout\": 1.5}", "\"dropout\"");
+    family_expect_config_error(BART "\"attention_dropout\": -0.1}", "\"attention_dropout\"");
+    family_expect_config_error(BART "\"pad_token_id\": 60000}", "\"pad_token_id\"");
+    family_expect_config_error(BART "\"decoder_start_token_id\": -1}", "\"decoder_start_token_id\"");
+    family_expect_config_error(BART "\"scale_embedding\": 1}", "\"scale_embedding\"");
+    family_expect_config_error(BART "\"problem_type\": \"ranking\"}", "problem_type");
+    family_expect_config_error(BART "\"id2label\": []}", "id2label");
+    family_expect_config_error("{\"model_type\": \"bart\", \"architectures\": [\"BartForQuestionAnswering\"]}",
+                               "BartForQuestionAnswering");
+    family_expect_config_error(
+        "{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100ForSequenceClassification\"]}",
+        "M2M100ForSequenceClassification");
+    family_expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"BartModel\"]}", "BartModel");
+    family_expect_config_error(M2M "\"d_model\": 2, \"encoder_attention_heads\": 1, \"decoder_attention_heads\": 1}",
+                               "\"d_model\"");
+    family_expect_config_error(M2M "\"encoder_layerdrop\": 1}", "\"encoder_layerdrop\"");
 #undef BART
 #undef M2M
 }

@@ -146,17 +146,6 @@ static void test_other_classes_match_pytorch(void **state) {
     family_check_loss_and_grads(OWN "/distilbert_seqcls", "config.json", NULL, "model.safetensors", 2);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 /* XLM-R is RoBERTa's code: the roberta_mlm case read as model_type
  * "xlm-roberta" and class XLMRobertaForMaskedLM gives the same loss. */
 static void test_xlm_roberta_is_roberta(void **state) {
@@ -166,7 +155,7 @@ static void test_xlm_roberta_is_roberta(void **state) {
     cJSON_ReplaceItemInObject(j, "model_type", cJSON_CreateString("xlm-roberta"));
     cJSON_ReplaceItemInObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"XLMRobertaForMaskedLM"}, 1));
     char *xlmr = cJSON_Print(j);
-    const char *path = temp_config(xlmr);
+    const char *path = family_temp_config(xlmr);
     recipe_model m;
     recipe_batch b;
     if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
@@ -192,50 +181,39 @@ static void test_xlm_roberta_is_roberta(void **state) {
     free(text);
 }
 
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* Totals Hugging Face reports (model.num_parameters()) for the published sizes. */
 static void test_parameter_counts(void **state) {
     const char *base = "{\"model_type\": \"bert\"}"; /* bert-base-uncased: the defaults */
-    assert_int_equal(count_params(base, "BertModel"), 109482240);
-    assert_int_equal(count_params(base, "BertForMaskedLM"), 109514298);
-    assert_int_equal(count_params(base, "BertForPreTraining"), 110106428);
-    assert_int_equal(count_params(base, "BertForSequenceClassification"), 109483778);
+    assert_int_equal(family_count_params(base, "BertModel"), 109482240);
+    assert_int_equal(family_count_params(base, "BertForMaskedLM"), 109514298);
+    assert_int_equal(family_count_params(base, "BertForPreTraining"), 110106428);
+    assert_int_equal(family_count_params(base, "BertForSequenceClassification"), 109483778);
     const char *large = "{\"model_type\": \"bert\", \"hidden_size\": 1024, \"num_hidden_layers\": 24, "
                         "\"num_attention_heads\": 16, \"intermediate_size\": 4096}";
-    assert_int_equal(count_params(large, "BertModel"), 335141888);
-    assert_int_equal(count_params(large, "BertForMaskedLM"), 335174458);
+    assert_int_equal(family_count_params(large, "BertModel"), 335141888);
+    assert_int_equal(family_count_params(large, "BertForMaskedLM"), 335174458);
     const char *roberta = "{\"model_type\": \"roberta\", \"vocab_size\": 50265, \"max_position_embeddings\": 514, "
                           "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5}";
-    assert_int_equal(count_params(roberta, "RobertaModel"), 124645632);
-    assert_int_equal(count_params(roberta, "RobertaForMaskedLM"), 124697433);
-    assert_int_equal(count_params(roberta, "RobertaForSequenceClassification"), 124647170);
+    assert_int_equal(family_count_params(roberta, "RobertaModel"), 124645632);
+    assert_int_equal(family_count_params(roberta, "RobertaForMaskedLM"), 124697433);
+    assert_int_equal(family_count_params(roberta, "RobertaForSequenceClassification"), 124647170);
     const char *xlmr = "{\"model_type\": \"xlm-roberta\", \"vocab_size\": 250002, \"max_position_embeddings\": 514, "
                        "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5}";
-    assert_int_equal(count_params(xlmr, "XLMRobertaModel"), 278043648);
+    assert_int_equal(family_count_params(xlmr, "XLMRobertaModel"), 278043648);
     const char *distil = "{\"model_type\": \"distilbert\"}"; /* distilbert-base-uncased: the defaults */
-    assert_int_equal(count_params(distil, "DistilBertModel"), 66362880);
-    assert_int_equal(count_params(distil, "DistilBertForMaskedLM"), 66985530);
-    assert_int_equal(count_params(distil, "DistilBertForSequenceClassification"), 66955010);
+    assert_int_equal(family_count_params(distil, "DistilBertModel"), 66362880);
+    assert_int_equal(family_count_params(distil, "DistilBertForMaskedLM"), 66985530);
+    assert_int_equal(family_count_params(distil, "DistilBertForSequenceClassification"), 66955010);
 }
 
 /* _init_weights: N(0, initializer_range), padding rows zero, LayerNorm 1/0,
  * zero biases including the MLM head's. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
-                                   "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-                                   "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
-                                   "\"initializer_range\": 0.05}");
+    const char *path = family_temp_config("{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
+                                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                                          "\"initializer_range\": 0.05}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -250,15 +228,8 @@ static void test_init(void **state) {
         {"bert.encoder.layer.0.attention.output.dense.bias", 0, 0},
         {"cls.predictions.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        assert_non_null(t);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "bert.embeddings.word_embeddings.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[3 * 128 + c] == 0.0f); /* the padding row */
     assert_null(ag_params_find(&m.ps, "bert.pooler.dense.weight"));           /* no pooler in ForMaskedLM */
@@ -266,40 +237,30 @@ static void test_init(void **state) {
     recipe_model_free(&m);
 }
 
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
-}
-
 static void test_bad_configs(void **state) {
 #define BERT "{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
-    expect_config_error(BERT "\"hidden_size\": \"big\"}", "\"hidden_size\"");
-    expect_config_error(BERT "\"num_attention_heads\": 5}", "divisible");
-    expect_config_error(BERT "\"hidden_act\": \"cubic\"}", "hidden_act");
-    expect_config_error(BERT "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
-    expect_config_error(BERT "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
-    expect_config_error(BERT "\"hidden_dropout_prob\": 1.5}", "\"hidden_dropout_prob\"");
-    expect_config_error(BERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
-    expect_config_error(BERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
-    expect_config_error(BERT "\"problem_type\": \"ranking\"}", "problem_type");
-    expect_config_error(BERT "\"id2label\": []}", "id2label");
-    expect_config_error("{\"model_type\": \"bert\", \"architectures\": [\"BertForTokenClassification\"]}",
-                        "BertForTokenClassification");
-    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaForPreTraining\"]}",
-                        "RobertaForPreTraining");
-    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"BertModel\"]}", "BertModel");
-    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"], "
-                        "\"max_position_embeddings\": 2}", "max_position_embeddings");
+    family_expect_config_error(BERT "\"hidden_size\": \"big\"}", "\"hidden_size\"");
+    family_expect_config_error(BERT "\"num_attention_heads\": 5}", "divisible");
+    family_expect_config_error(BERT "\"hidden_act\": \"cubic\"}", "hidden_act");
+    family_expect_config_error(BERT "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
+    family_expect_config_error(BERT "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
+    family_expect_config_error(BERT "\"hidden_dropout_prob\": 1.5}", "\"hidden_dropout_prob\"");
+    family_expect_config_error(BERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
+    family_expect_config_error(BERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
+    family_expect_config_error(BERT "\"problem_type\": \"ranking\"}", "problem_type");
+    family_expect_config_error(BERT "\"id2label\": []}", "id2label");
+    family_expect_config_error("{\"model_type\": \"bert\", \"architectures\": [\"BertForTokenClassification\"]}",
+                               "BertForTokenClassification");
+    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaForPreTraining\"]}",
+                               "RobertaForPreTraining");
+    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"BertModel\"]}", "BertModel");
+    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"], "
+                               "\"max_position_embeddings\": 2}", "max_position_embeddings");
 #undef BERT
-    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
-                        "\"sinusoidal_pos_embds\": true}", "sinusoidal_pos_embds");
-    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
-                        "\"n_heads\": 5}", "divisible");
+    family_expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                               "\"sinusoidal_pos_embds\": true}", "sinusoidal_pos_embds");
+    family_expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                               "\"n_heads\": 5}", "divisible");
 }
 
 /* Wrong batches are errors naming the field, never a crash. */

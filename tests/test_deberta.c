@@ -98,27 +98,6 @@ static void test_log_buckets(void **state) {
     H5Fclose(f);
 }
 
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* The published configs (config.json of microsoft/deberta-base and
  * microsoft/deberta-v3-base); the totals are the transcription's
  * sum(p.numel() for p in model.parameters()) for the same configs
@@ -130,16 +109,16 @@ static void test_parameter_counts(void **state) {
                        "\"relative_attention\": true, \"pos_att_type\": \"c2p|p2c\", \"max_relative_positions\": -1, "
                        "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 50265, "
                        "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
-    assert_int_equal(count_params(base, "DebertaModel"), 138601728);
-    assert_int_equal(count_params(base, "DebertaForMaskedLM"), 139244121);
+    assert_int_equal(family_count_params(base, "DebertaModel"), 138601728);
+    assert_int_equal(family_count_params(base, "DebertaForMaskedLM"), 139244121);
     const char *v3 = "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12, "
                      "\"num_attention_heads\": 12, \"intermediate_size\": 3072, \"max_position_embeddings\": 512, "
                      "\"relative_attention\": true, \"position_buckets\": 256, \"norm_rel_ebd\": \"layer_norm\", "
                      "\"share_att_key\": true, \"pos_att_type\": \"p2c|c2p\", \"max_relative_positions\": -1, "
                      "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 128100, "
                      "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
-    assert_int_equal(count_params(v3, "DebertaV2Model"), 183831552);
-    assert_int_equal(count_params(v3, "DebertaV2ForMaskedLM"), 184551780);
+    assert_int_equal(family_count_params(v3, "DebertaV2Model"), 183831552);
+    assert_int_equal(family_count_params(v3, "DebertaV2ForMaskedLM"), 184551780);
     printf("DebertaModel (deberta-base) 138,601,728; DebertaV2Model (deberta-v3-base) 183,831,552\n");
 }
 
@@ -147,11 +126,11 @@ static void test_parameter_counts(void **state) {
  * zero biases (q_bias, v_bias, the MLM bias); the conv kernel U(-b, b). */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
-                                   "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-                                   "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
-                                   "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
-                                   "\"initializer_range\": 0.05}");
+    const char *path = family_temp_config("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
+                                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                                          "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
+                                          "\"initializer_range\": 0.05}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -165,23 +144,16 @@ static void test_init(void **state) {
         {"deberta.encoder.layer.1.output.LayerNorm.weight", 0, 1},
         {"cls.predictions.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        if (!t) fail_msg("no %s", want[k].name);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(fmax(s2 / t->numel - mean * mean, 0));
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "deberta.embeddings.word_embeddings.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[3 * 128 + c] == 0.0f);
     assert_int_equal(m.n_aliases, 2);
     recipe_model_free(&m);
 
-    path = temp_config("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
-                       "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
-                       "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}");
+    path = family_temp_config("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
+                              "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
+                              "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -197,40 +169,32 @@ static void test_init(void **state) {
     recipe_model_free(&m);
 }
 
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
-}
-
 static void test_bad_configs(void **state) {
 #define V1 "{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
 #define V2 "{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
-    expect_config_error(V1 "\"num_attention_heads\": 5}", "divisible");
-    expect_config_error(V1 "\"pos_att_type\": \"c2p|p2p\"}", "pos_att_type");
-    expect_config_error(V1 "\"pos_att_type\": [\"c2p\", \"c2p\"]}", "pos_att_type");
-    expect_config_error(V1 "\"pos_att_type\": 3}", "pos_att_type");
-    expect_config_error(V1 "\"talking_head\": true}", "talking_head");
-    expect_config_error(V1 "\"hidden_act\": \"cubic\"}", "hidden_act");
-    expect_config_error(V1 "\"embedding_size\": 128}", "embedding_size");
-    expect_config_error(V1 "\"pooler_hidden_size\": 100}", "pooler_hidden_size");
-    expect_config_error(V1 "\"layer_norm_eps\": 0}", "layer_norm_eps");
-    expect_config_error(V1 "\"cls_dropout\": 1.5}", "cls_dropout");
-    expect_config_error(V1 "\"relative_attention\": \"yes\"}", "relative_attention");
-    expect_config_error(V2 "\"conv_kernel_size\": 4}", "conv_kernel_size");
-    expect_config_error(V2 "\"conv_groups\": 2}", "conv_groups");
-    expect_config_error(V2 "\"conv_act\": \"cubic\"}", "conv_act");
-    expect_config_error(V2 "\"norm_rel_ebd\": \"rms\"}", "norm_rel_ebd");
-    expect_config_error(V2 "\"position_buckets\": 2}", "position_buckets");
-    expect_config_error(V2 "\"position_buckets\": 256, \"max_relative_positions\": 100}", "max_relative_positions");
-    expect_config_error(V2 "\"attention_head_size\": 32}", "attention_head_size");
-    expect_config_error("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaV2Model\"]}", "DebertaV2Model");
-    expect_config_error("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaForPreTraining\"]}",
-                        "DebertaForPreTraining");
+    family_expect_config_error(V1 "\"num_attention_heads\": 5}", "divisible");
+    family_expect_config_error(V1 "\"pos_att_type\": \"c2p|p2p\"}", "pos_att_type");
+    family_expect_config_error(V1 "\"pos_att_type\": [\"c2p\", \"c2p\"]}", "pos_att_type");
+    family_expect_config_error(V1 "\"pos_att_type\": 3}", "pos_att_type");
+    family_expect_config_error(V1 "\"talking_head\": true}", "talking_head");
+    family_expect_config_error(V1 "\"hidden_act\": \"cubic\"}", "hidden_act");
+    family_expect_config_error(V1 "\"embedding_size\": 128}", "embedding_size");
+    family_expect_config_error(V1 "\"pooler_hidden_size\": 100}", "pooler_hidden_size");
+    family_expect_config_error(V1 "\"layer_norm_eps\": 0}", "layer_norm_eps");
+    family_expect_config_error(V1 "\"cls_dropout\": 1.5}", "cls_dropout");
+    family_expect_config_error(V1 "\"relative_attention\": \"yes\"}", "relative_attention");
+    family_expect_config_error(V2 "\"conv_kernel_size\": 4}", "conv_kernel_size");
+    family_expect_config_error(V2 "\"conv_groups\": 2}", "conv_groups");
+    family_expect_config_error(V2 "\"conv_act\": \"cubic\"}", "conv_act");
+    family_expect_config_error(V2 "\"norm_rel_ebd\": \"rms\"}", "norm_rel_ebd");
+    family_expect_config_error(V2 "\"position_buckets\": 2}", "position_buckets");
+    family_expect_config_error(V2 "\"position_buckets\": 256, \"max_relative_positions\": 100}",
+                               "max_relative_positions");
+    family_expect_config_error(V2 "\"attention_head_size\": 32}", "attention_head_size");
+    family_expect_config_error("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaV2Model\"]}",
+                               "DebertaV2Model");
+    family_expect_config_error("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaForPreTraining\"]}",
+                               "DebertaForPreTraining");
 #undef V1
 #undef V2
 }

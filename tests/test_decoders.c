@@ -111,28 +111,6 @@ static void test_gptj_matches_pytorch(void **state) { check_family("gptj", 33408
 static void test_openai_matches_pytorch(void **state) { check_family("openai", 30528); }
 static void test_ctrl_matches_pytorch(void **state) { check_family("ctrl", 21376); }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* EleutherAI/gpt-neo-125M's and gpt-j-6B's config.json (the fields that size
  * the model) and the totals Hugging Face reports (model.num_parameters()). */
 static const char *neo_125m =
@@ -147,28 +125,28 @@ static const char *gptj_6b =
     "\"tie_word_embeddings\": false}";
 
 static void test_parameter_counts(void **state) {
-    assert_int_equal(count_params(neo_125m, NULL), 125198592);
-    assert_int_equal(count_params(neo_125m, "GPTNeoModel"), 125198592); /* the head is tied */
+    assert_int_equal(family_count_params(neo_125m, NULL), 125198592);
+    assert_int_equal(family_count_params(neo_125m, "GPTNeoModel"), 125198592); /* the head is tied */
     clock_t t0 = clock();
-    assert_int_equal(count_params(gptj_6b, NULL), 6050882784LL);
+    assert_int_equal(family_count_params(gptj_6b, NULL), 6050882784LL);
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("GPT-J 6B declared in %.4f s\n", secs);
     assert_true(secs < 0.5); /* declared, not allocated */
     /* GPTJModel: no lm_head (weight [50400,4096] and bias [50400]) */
-    assert_int_equal(count_params(gptj_6b, "GPTJModel"), 6050882784LL - 50400LL * 4096 - 50400);
+    assert_int_equal(family_count_params(gptj_6b, "GPTJModel"), 6050882784LL - 50400LL * 4096 - 50400);
     /* openai-gpt (the defaults are its config): OpenAIGPTModel 116,534,784; the head is tied */
     const char *gpt1 = "{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
                        "\"afn\": \"gelu\", \"n_ctx\": 512, \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 12, "
                        "\"n_positions\": 512, \"vocab_size\": 40478}";
-    assert_int_equal(count_params(gpt1, "OpenAIGPTModel"), 116534784);
-    assert_int_equal(count_params(gpt1, NULL), 116534784);
+    assert_int_equal(family_count_params(gpt1, "OpenAIGPTModel"), 116534784);
+    assert_int_equal(family_count_params(gpt1, NULL), 116534784);
     /* Salesforce/ctrl (vocab 246534, 48 layers of 1280, dff 8192): counted from
      * the modules CTRLLMHeadModel builds, the head's bias [246534] its only
      * parameter beyond CTRLModel's */
     const char *ctrl = "{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"vocab_size\": 246534, "
                        "\"n_embd\": 1280, \"dff\": 8192, \"n_layer\": 48, \"n_head\": 16, \"n_positions\": 256}";
-    assert_int_equal(count_params(ctrl, NULL), 1637964550LL);
-    assert_int_equal(count_params(ctrl, "CTRLModel"), 1637964550LL - 246534);
+    assert_int_equal(family_count_params(ctrl, NULL), 1637964550LL);
+    assert_int_equal(family_count_params(ctrl, "CTRLModel"), 1637964550LL - 246534);
 }
 
 /* The fixture sees GPT-Neo's window: the same weights with every layer
@@ -235,68 +213,54 @@ static void test_init(void **state) {
     };
     for (int c = 0; c < 4; ++c) {
         recipe_model m;
-        const char *path = temp_config(configs[c]);
+        const char *path = family_temp_config(configs[c]);
         assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
         remove(path);
         assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
         for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
             if (want[k].cfg != c) continue;
-            ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-            if (!t) fail_msg("no parameter %s", want[k].name);
-            double s = 0, s2 = 0;
-            for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-            double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-            assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-            assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
+            family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
         }
         recipe_model_free(&m);
     }
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 #define NEO "{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForCausalLM\"], \"num_layers\": 2, "
 #define GPTJ "{\"model_type\": \"gptj\", \"architectures\": [\"GPTJForCausalLM\"], "
 
 static void test_bad_configs(void **state) {
-    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 2]]}", "describes 4 layers");
-    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"sparse\"], 1]]}", "sparse");
-    expect_config_error(NEO "\"attention_types\": \"global\"}", "\"attention_types\"");
-    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], "
-                            "\"attention_layers\": [\"local\", \"local\"]}", "\"attention_layers\"");
-    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"window_size\": 0}",
-                        "\"window_size\"");
-    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"hidden_size\": 30, "
-                            "\"num_heads\": 4}", "divisible");
-    expect_config_error("{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForMaskedLM\"]}", "GPTNeoForMaskedLM");
-    expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 20}", "\"rotary_dim\"");
-    expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 7}", "\"rotary_dim\"");
-    expect_config_error(GPTJ "\"activation_function\": \"cubic\"}", "activation_function");
-    expect_config_error(GPTJ "\"n_layer\": \"many\"}", "\"n_layer\"");
-    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
-                        "\"afn\": \"gelu_new\"}", "\"afn\"");
-    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
-                        "\"tie_word_embeddings\": false}", "\"tie_word_embeddings\"");
-    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 33, "
-                        "\"n_head\": 3}", "\"n_embd\"");
-    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"dff\": 0}", "\"dff\"");
-    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLForSequenceClassification\"]}",
-                        "CTRLForSequenceClassification");
+    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 2]]}", "describes 4 layers");
+    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"sparse\"], 1]]}", "sparse");
+    family_expect_config_error(NEO "\"attention_types\": \"global\"}", "\"attention_types\"");
+    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], "
+                                   "\"attention_layers\": [\"local\", \"local\"]}", "\"attention_layers\"");
+    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"window_size\": 0}",
+                               "\"window_size\"");
+    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"hidden_size\": 30, "
+                                   "\"num_heads\": 4}", "divisible");
+    family_expect_config_error("{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForMaskedLM\"]}",
+                               "GPTNeoForMaskedLM");
+    family_expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 20}", "\"rotary_dim\"");
+    family_expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 7}", "\"rotary_dim\"");
+    family_expect_config_error(GPTJ "\"activation_function\": \"cubic\"}", "activation_function");
+    family_expect_config_error(GPTJ "\"n_layer\": \"many\"}", "\"n_layer\"");
+    family_expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                               "\"afn\": \"gelu_new\"}", "\"afn\"");
+    family_expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                               "\"tie_word_embeddings\": false}", "\"tie_word_embeddings\"");
+    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 33, "
+                               "\"n_head\": 3}", "\"n_embd\"");
+    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"dff\": 0}",
+                               "\"dff\"");
+    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLForSequenceClassification\"]}",
+                               "CTRLForSequenceClassification");
 }
 
 /* A batch that does not fit is refused with the input named, not crashed on. */
 static void test_bad_batches(void **state) {
     recipe_model m;
-    const char *path = temp_config(GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
-                                        "\"vocab_size\": 50, \"n_positions\": 8}");
+    const char *path = family_temp_config(GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
+                                               "\"vocab_size\": 50, \"n_positions\": 8}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 1), AG_OK);

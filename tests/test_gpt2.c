@@ -191,49 +191,27 @@ static void test_gradient_accumulation_counts_tokens(void **state) {
     recipe_model_free(&m);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* Totals Hugging Face reports (model.num_parameters()) for the standard sizes. */
 static void test_parameter_counts(void **state) {
     const char *small = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"]}";
-    assert_int_equal(count_params(small, NULL), 124439808);
-    assert_int_equal(count_params(small, "GPT2Model"), 124439808);
-    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1024, \"n_layer\": 24, \"n_head\": 16}",
-                                  "GPT2LMHeadModel"),
+    assert_int_equal(family_count_params(small, NULL), 124439808);
+    assert_int_equal(family_count_params(small, "GPT2Model"), 124439808);
+    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1024, \"n_layer\": 24, "
+                                         "\"n_head\": 16}", "GPT2LMHeadModel"),
                      354823168); /* gpt2-medium */
-    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1280, \"n_layer\": 36, \"n_head\": 20}",
-                                  "GPT2LMHeadModel"),
+    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1280, \"n_layer\": 36, "
+                                         "\"n_head\": 20}", "GPT2LMHeadModel"),
                      774030080); /* gpt2-large */
-    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1600, \"n_layer\": 48, \"n_head\": 25}",
-                                  "GPT2LMHeadModel"),
+    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1600, \"n_layer\": 48, "
+                                         "\"n_head\": 25}", "GPT2LMHeadModel"),
                      1557611200); /* gpt2-xl */
 }
 
 /* Hugging Face's init: N(0, 0.02), c_proj N(0, 0.02/sqrt(2 n_layer)), unit norms, zero biases. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                                   "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}");
+    const char *path = family_temp_config("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                                          "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -245,42 +223,25 @@ static void test_init(void **state) {
         {"transformer.h.3.ln_1.weight", 0, 1},
         {"transformer.h.3.mlp.c_fc.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        assert_non_null(t);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.03 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.03);
     recipe_model_free(&m);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {
-    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": \"big\"}",
-                        "\"n_embd\"");
-    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_head\": 5}",
-                        "divisible");
-    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                        "\"activation_function\": \"cubic\"}",
-                        "activation_function");
-    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_layer\": -1}",
-                        "\"n_layer\"");
-    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForTokenClassification\"]}",
-                        "GPT2ForTokenClassification");
-    expect_config_error("{\"model_type\": \"gpt2\"", "invalid JSON");
-    expect_config_error("{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}", "llama");
+    family_expect_config_error(
+        "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": \"big\"}", "\"n_embd\"");
+    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_head\": 5}",
+                               "divisible");
+    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                               "\"activation_function\": \"cubic\"}",
+                               "activation_function");
+    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_layer\": -1}",
+                               "\"n_layer\"");
+    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForTokenClassification\"]}",
+                               "GPT2ForTokenClassification");
+    family_expect_config_error("{\"model_type\": \"gpt2\"", "invalid JSON");
+    family_expect_config_error("{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}", "llama");
     recipe_model m;
     assert_int_not_equal(recipe_model_declare(&m, "/nonexistent/config.json", NULL), AG_OK);
     assert_non_null(strstr(ag_error(), "/nonexistent/config.json"));

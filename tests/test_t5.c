@@ -15,6 +15,7 @@
  * against Hugging Face's own function, T5EncoderModel, parameter totals of
  * t5-small, t5-base and google/t5-v1_1-small, the init, bad configs.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -24,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifndef HF_FIXTURE_DIR
 #define HF_FIXTURE_DIR "../shared/fixtures/hf"
@@ -247,27 +247,6 @@ static void test_buckets_match_hugging_face(void **state) {
 
 /* ---------------------------------------------------------------- sizes, init, bad configs */
 
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-t5-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* t5-small, t5-base and google/t5-v1_1-small's config.json (the fields that
  * size the model) and the totals Hugging Face reports (num_parameters()). */
 static const char *t5_small =
@@ -286,13 +265,13 @@ static const char *t5_v1_1_small =
 
 static void test_parameter_counts(void **state) {
     (void)state;
-    assert_int_equal(count_params(t5_small, NULL), 60506624);
-    assert_int_equal(count_params(t5_small, "T5Model"), 60506624);       /* the head is tied */
-    assert_int_equal(count_params(t5_small, "T5EncoderModel"), 35330816); /* shared + encoder */
-    assert_int_equal(count_params(t5_base, NULL), 222903552);
-    assert_int_equal(count_params(t5_v1_1_small, NULL), 76961152);
+    assert_int_equal(family_count_params(t5_small, NULL), 60506624);
+    assert_int_equal(family_count_params(t5_small, "T5Model"), 60506624);       /* the head is tied */
+    assert_int_equal(family_count_params(t5_small, "T5EncoderModel"), 35330816); /* shared + encoder */
+    assert_int_equal(family_count_params(t5_base, NULL), 222903552);
+    assert_int_equal(family_count_params(t5_v1_1_small, NULL), 76961152);
     /* T5Model of v1.1: no lm_head [32128,512] */
-    assert_int_equal(count_params(t5_v1_1_small, "T5Model"), 76961152 - 32128 * 512);
+    assert_int_equal(family_count_params(t5_v1_1_small, "T5Model"), 76961152 - 32128 * 512);
     printf("t5-small 60,506,624; t5-base 222,903,552; t5-v1_1-small 76,961,152\n");
 }
 
@@ -312,7 +291,7 @@ static void test_init_follows_hugging_face(void **state) {
                       "\"vocab_size\": 512, \"relative_attention_num_buckets\": 128, \"feed_forward_proj\": "
                       "\"gated-gelu\", \"tie_word_embeddings\": false, \"initializer_factor\": 2.0}";
     recipe_model m;
-    const char *path = temp_config(cfg);
+    const char *path = family_temp_config(cfg);
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
@@ -370,7 +349,7 @@ static void test_bad_configs_are_refused(void **state) {
                  "\"vocab_size\": 64, \"d_model\": 16, \"num_layers\": 1, \"num_heads\": 2, \"d_kv\": 8}",
                  bad[i].fields); /* the bad field first: cJSON reads the first of a repeated name */
         recipe_model m;
-        const char *path = temp_config(text);
+        const char *path = family_temp_config(text);
         ag_status st = recipe_model_declare(&m, path, bad[i].arch);
         remove(path);
         recipe_model_free(&m);
