@@ -1,6 +1,8 @@
 /* family.c: the shared checks of the model-family tests (see family.h). */
 #include "family.h"
 
+#include "optim.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +109,62 @@ void family_check_loss_and_grads(const char *dir, const char *config, const char
     recipe_model_free(&m);
     free(want_loss);
     H5Fclose(e);
+}
+
+/* ---------------------------------------------------------------- training */
+
+void family_check_adamw_trajectory(recipe_model *m, const recipe_batch *b, hid_t e, family_noise_fn is_noise,
+                                   const char *noise_what) {
+    optim_config oc = optim_adamw_defaults();
+    oc.weight_decay = 0.01;
+    oc.decay_rule = OPTIM_DECAY_ALL;
+    optim *opt;
+    assert_int_equal(optim_create(&opt, &m->ps, &oc), AG_OK);
+    int64_t n_losses;
+    float *losses = h5_read_floats(e, "train/losses", &n_losses);
+    assert_int_equal(n_losses, 20);
+    ag_ctx *ctx = ag_ctx_create(0);
+    for (int s = 0; s < 20; ++s) {
+        ag_ctx_reset(ctx);
+        ag_tensor *loss = recipe_model_loss(ctx, m, b, NULL);
+        assert_non_null(loss);
+        if (fabs(loss->data[0] - losses[s]) > 1e-4 * fabs(losses[s]))
+            fail_msg("step %d: loss %.7f, Hugging Face %.7f", s, loss->data[0], losses[s]);
+        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
+        assert_int_equal(optim_step(opt, 1e-3), AG_OK);
+        ag_params_zero_grad(&m->ps);
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < m->ps.n; ++i) {
+        const ag_tensor *t = m->ps.p[i];
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "train/final_params/%s", t->name);
+        float *p = h5_read_floats(e, name, &n);
+        assert_non_null(p);
+        bool *noise = calloc((size_t)(n ? n : 1), sizeof *noise);
+        is_noise(e, t, n, noise);
+        float *want = malloc((size_t)n * sizeof(float));
+        int n_noise = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            want[j] = p[j];
+            if (noise[j]) {
+                n_noise++;
+                bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
+                want[j] = t->data[j]; /* judged above */
+            }
+        }
+        if (n_noise) printf("  %s: %d of %lld elements %s\n", t->name, n_noise, (long long)n, noise_what);
+        bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
+        free(want);
+        free(noise);
+        free(p);
+    }
+    assert_int_equal(bad, 0);
+    printf("20 AdamW steps: every loss (%.6f -> %.6f) and the final parameters match\n", losses[0], losses[19]);
+    free(losses);
+    ag_ctx_free(ctx);
+    optim_free(opt);
 }
 
 /* ---------------------------------------------------------------- configs */

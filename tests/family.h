@@ -45,6 +45,23 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
 void family_check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
                                  int64_t want_tokens);
 
+/* Marks, in noise[0..n), the elements of parameter t whose true gradient is 0
+ * by the fixture's own rule (e is its open expected.h5). */
+typedef void (*family_noise_fn)(hid_t e, const ag_tensor *t, int64_t n, bool *noise);
+
+/* The Hugging Face fixtures' train_trajectory: AdamW (lr 1e-3, betas (0.9,
+ * 0.999), eps 1e-8, weight decay 0.01 on every parameter), 20 steps on batch
+ * b from m's loaded weights. Each step's loss must be within 1e-4 relative of
+ * train/losses in e, and every final parameter within 1e-4 (check_close) of
+ * train/final_params/<name>, except the elements is_noise marks: where the
+ * true gradient is 0, float32 rounding noise is all either side has, and
+ * AdamW's m/sqrt(v) turns it into steps of up to lr in either direction,
+ * independently on both sides; those are held to what 20 such steps can do
+ * (2 * 20 * lr). A parameter with such elements prints "  <name>: <k> of <n>
+ * elements <noise_what>"; the end prints the first and last loss. */
+void family_check_adamw_trajectory(recipe_model *m, const recipe_batch *b, hid_t e, family_noise_fn is_noise,
+                                   const char *noise_what);
+
 /* Writes text to a new temporary file and returns its path (a static buffer,
  * valid until the next call; the caller removes the file). */
 const char *family_temp_config(const char *text);

@@ -26,17 +26,11 @@
 #define GPT2_DIR HF_FIXTURE_DIR "/gpt2"
 
 
-static bool fixture_present(void) {
-    FILE *f = fopen(GPT2_DIR "/model_hf.safetensors", "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
+static bool fixture_present(void) { return family_file_present(GPT2_DIR "/model_hf.safetensors"); }
 
 /* Builds GPT2LMHeadModel from the fixture and loads `weights`. */
 static void load_model(recipe_model *m, recipe_batch *b, const char *weights) {
-    assert_int_equal(recipe_model_declare(m, GPT2_DIR "/config.json", NULL), AG_OK);
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    if (ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    family_build(m, GPT2_DIR "/config.json", NULL, weights);
     assert_int_equal(recipe_batch_load(b, GPT2_DIR "/inputs.json"), AG_OK);
 }
 
@@ -79,74 +73,32 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
     H5Fclose(e);
 }
 
+/* The rule for an element whose true gradient is 0 (the key bias: q.b_k is
+ * added to every score of a row and softmax cancels it; a unit no token
+ * reaches): it holds only rounding noise, ~1e-8, on both sides. Such elements
+ * are those whose first gradient is below 1e-5 of the tensor's mean. */
+static void zero_gradient_elements(hid_t e, const ag_tensor *t, int64_t n, bool *noise) {
+    char name[300];
+    snprintf(name, sizeof name, "grads/%s", t->name);
+    float *g0 = h5_read_floats(e, name, NULL);
+    assert_non_null(g0);
+    double mean_g = 0;
+    for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;
+    for (int64_t j = 0; j < n; ++j) noise[j] = fabs(g0[j]) < 1e-5 * mean_g;
+    free(g0);
+}
+
 /* The fixture's train_trajectory: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8,
- * weight decay 0.01 on every parameter), 20 steps on the same batch. */
+ * weight decay 0.01 on every parameter), 20 steps on the same batch; the
+ * zero-gradient elements held to what 20 steps of noise can do. */
 static void test_adamw_trajectory_matches_hugging_face(void **state) {
     if (!fixture_present()) skip();
     recipe_model m;
     recipe_batch b;
     load_model(&m, &b, GPT2_DIR "/model_hf.safetensors");
-    optim_config oc = optim_adamw_defaults();
-    oc.weight_decay = 0.01;
-    oc.decay_rule = OPTIM_DECAY_ALL;
-    optim *opt;
-    assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
     hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t n_losses;
-    float *losses = h5_read_floats(e, "train/losses", &n_losses);
-    assert_int_equal(n_losses, 20);
-    ag_ctx *ctx = ag_ctx_create(0);
-    for (int s = 0; s < 20; ++s) {
-        ag_ctx_reset(ctx);
-        ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
-        assert_non_null(loss);
-        if (fabs(loss->data[0] - losses[s]) > 1e-4 * fabs(losses[s]))
-            fail_msg("step %d: loss %.7f, Hugging Face %.7f", s, loss->data[0], losses[s]);
-        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-        assert_int_equal(optim_step(opt, 1e-3), AG_OK);
-        ag_params_zero_grad(&m.ps);
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
-        float *p = h5_read_floats(e, name, &n);
-        assert_non_null(p);
-        const ag_tensor *t = m.ps.p[i];
-        /* An element whose true gradient is 0 (the key bias: q.b_k is added to
-         * every score of a row and softmax cancels it; a unit no token
-         * reaches) holds only rounding noise, ~1e-8, on both sides, and
-         * AdamW's m/sqrt(v) turns noise into steps of up to lr in either
-         * direction. Such elements (first gradient below 1e-5 of the tensor's
-         * mean) are held to what 20 such steps can do; all others to 1e-4. */
-        snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g0 = h5_read_floats(e, name, NULL);
-        assert_non_null(g0);
-        double mean_g = 0;
-        for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;
-        float *want = malloc((size_t)n * sizeof(float));
-        int noise = 0;
-        for (int64_t j = 0; j < n; ++j) {
-            want[j] = p[j];
-            if (fabs(g0[j]) < 1e-5 * mean_g) {
-                noise++;
-                bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
-                want[j] = t->data[j]; /* judged above */
-            }
-        }
-        if (noise) printf("  %s: %d of %lld elements have a zero gradient\n", t->name, noise, (long long)n);
-        bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
-        free(want);
-        free(g0);
-        free(p);
-    }
-    assert_int_equal(bad, 0);
-    printf("20 AdamW steps: every loss (%.6f -> %.6f) and the final parameters match\n", losses[0], losses[19]);
-    free(losses);
+    family_check_adamw_trajectory(&m, &b, e, zero_gradient_elements, "have a zero gradient");
     H5Fclose(e);
-    ag_ctx_free(ctx);
-    optim_free(opt);
     recipe_batch_free(&b);
     recipe_model_free(&m);
 }
