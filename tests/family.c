@@ -84,6 +84,11 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
 
 void family_check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
                                  int64_t want_tokens) {
+    family_check_loss_and_grads_of(dir, config, arch, weights, want_tokens, NULL);
+}
+
+void family_check_loss_and_grads_of(const char *dir, const char *config, const char *arch, const char *weights,
+                                    int64_t want_tokens, family_loss_fn loss_fn) {
     char path[512];
     snprintf(path, sizeof path, "%s/expected.h5", dir);
     hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -94,14 +99,15 @@ void family_check_loss_and_grads(const char *dir, const char *config, const char
     family_load(&m, &b, dir, config, arch, weights);
     ag_ctx *ctx = ag_ctx_create(0);
     int64_t tokens;
-    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
+    ag_tensor *loss = loss_fn ? loss_fn(ctx, &m, &b, e, &tokens) : recipe_model_loss(ctx, &m, &b, &tokens);
     if (!loss) fail_msg("%s", ag_error());
     if (want_tokens >= 0) assert_int_equal(tokens, want_tokens);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
     double worst;
     int bad = family_compare_grads(&m.ps, e, path, &worst);
-    printf("%-18s %-21s %-34s loss %.7f (reference %.7f), %lld gradients, largest difference %.2e\n",
-           strrchr(dir, '/') + 1, weights, m.arch, loss->data[0], want_loss[0], (long long)m.ps.n, worst);
+    printf("%-22s %-21s %-35s loss %.7f (reference %.7f), %lld parameters in %lld tensors, largest gradient "
+           "difference %.2e\n", strrchr(dir, '/') + 1, weights, m.arch, loss->data[0], want_loss[0],
+           (long long)m.ps.total, (long long)m.ps.n, worst);
     assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
     assert_int_equal(bad, 0);
     ag_ctx_free(ctx);

@@ -41,9 +41,20 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
 
 /* The whole check for one fixture folder: the class's loss on the batch
  * within 1e-5 relative of expected.h5's "loss", the counted tokens (when
- * want_tokens >= 0), and every gradient as family_compare_grads. */
+ * want_tokens >= 0), and every gradient as family_compare_grads. Prints one
+ * line: the folder, the weights file, the class, both losses, the parameter
+ * and tensor counts and the largest gradient difference. */
 void family_check_loss_and_grads(const char *dir, const char *config, const char *arch, const char *weights,
                                  int64_t want_tokens);
+
+/* A loss to check in place of recipe_model_loss (a bare model has none of its
+ * own); e is the fixture's open expected.h5, tokens as recipe_model_loss's. */
+typedef ag_tensor *(*family_loss_fn)(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, hid_t e,
+                                     int64_t *tokens);
+
+/* family_check_loss_and_grads with the loss loss_fn computes. */
+void family_check_loss_and_grads_of(const char *dir, const char *config, const char *arch, const char *weights,
+                                    int64_t want_tokens, family_loss_fn loss_fn);
 
 /* Marks, in noise[0..n), the elements of parameter t whose true gradient is 0
  * by the fixture's own rule (e is its open expected.h5). */

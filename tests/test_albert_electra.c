@@ -29,14 +29,7 @@
 
 
 static void load_model(recipe_model *m, recipe_batch *b, const char *dir) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (recipe_model_declare(m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
+    family_load(m, b, dir, "config.json", NULL, "model.safetensors");
 }
 
 /* sum(x * dout) with dout read from the fixture: a bare model's stand-in loss. */
@@ -51,8 +44,12 @@ static ag_tensor *dot_with(ag_ctx *ctx, hid_t e, const char *name, ag_tensor *x)
     return ag_sum(ctx, ag_mul(ctx, x, dout), AG_ALL, false);
 }
 
-/* The bare model's stand-in loss on the batch. */
-static ag_tensor *bare_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, hid_t e) {
+/* The case's loss: the class's own, or for a bare model (no loss; no tokens
+ * counted) its stand-in on the batch. */
+static ag_tensor *case_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, hid_t e, int64_t *tokens) {
+    const bool bare = strcmp(m->arch + strlen(m->arch) - 5, "Model") == 0;
+    if (!bare) return recipe_model_loss(ctx, m, b, tokens);
+    *tokens = 0;
     const ag_ints *ids = recipe_batch_get(b, "input_ids"), *tt = recipe_batch_get(b, "token_type_ids"),
                   *mask = recipe_batch_get(b, "attention_mask");
     if (m->family == RECIPE_FAMILY_ELECTRA)
@@ -65,33 +62,9 @@ static ag_tensor *bare_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_bat
 /* The loss (within 1e-5 relative) and every parameter's gradient (within
  * 1e-4 of grads/<name>) of the case's class on its batch. */
 static void check_case(const char *name, int64_t want_tokens) {
-    char dir[512], path[600];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", OWN, name);
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = h5_read_floats(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    load_model(&m, &b, dir);
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens = 0;
-    const bool bare = strcmp(m.arch + strlen(m.arch) - 5, "Model") == 0;
-    ag_tensor *loss = bare ? bare_model_loss(ctx, &m, &b, e) : recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    if (!bare) assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    double worst;
-    int bad = family_compare_grads(&m.ps, e, path, &worst);
-    printf("%-22s %-33s loss %11.7f (PyTorch %11.7f), %3lld gradients, largest difference %.2e\n", name, m.arch,
-           loss->data[0], want_loss[0], (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
+    family_check_loss_and_grads_of(dir, "config.json", NULL, "model.safetensors", want_tokens, case_loss);
 }
 
 static void test_albert_matches_pytorch(void **state) {

@@ -34,39 +34,7 @@
 /* The loss (within 1e-5 relative) and every parameter's gradient (within 1e-4,
  * check_close) of the folder's class on its batch. */
 static void check_loss_and_grads(const char *dir, int64_t want_tokens) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = h5_read_floats(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (ckpt_safetensors_load(path, &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(&b, path), AG_OK);
-
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens;
-    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    double worst;
-    int bad = family_compare_grads(&m.ps, e, dir, &worst);
-    printf("%-18s %-36s loss %.7f (PyTorch %.7f), %lld parameters in %lld tensors, largest gradient difference "
-           "%.2e\n", strrchr(dir, '/') + 1, m.arch, loss->data[0], want_loss[0], (long long)m.ps.total,
-           (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
+    family_check_loss_and_grads(dir, "config.json", NULL, "model.safetensors", want_tokens);
 }
 
 static void test_v1_matches_pytorch(void **state) {

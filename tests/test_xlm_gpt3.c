@@ -27,14 +27,9 @@
 
 /* Builds <name>/config.json's class, loads its weights and batch. */
 static void load_case(const char *name, recipe_model *m, recipe_batch *b) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s/config.json", DIR, name);
-    if (recipe_model_declare(m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s/model.safetensors", DIR, name);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/%s/inputs.json", DIR, name);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", DIR, name);
+    family_load(m, b, dir, "config.json", NULL, "model.safetensors");
 }
 
 /* The class's loss and backward against <name>/expected.h5. A parameter the
