@@ -9,17 +9,21 @@
 #include <string.h>
 #include <unistd.h>
 
-float *h5_read_floats(hid_t f, const char *name, int64_t *n) {
+void *h5_read_as(hid_t f, const char *name, hid_t type, size_t elem, int64_t *n) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) return NULL;
     hid_t sp = H5Dget_space(d);
     int64_t count = H5Sget_simple_extent_npoints(sp);
-    float *x = malloc((size_t)(count ? count : 1) * sizeof(float));
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    void *x = malloc((size_t)(count ? count : 1) * elem);
+    H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
     H5Sclose(sp);
     H5Dclose(d);
     if (n) *n = count;
     return x;
+}
+
+float *h5_read_floats(hid_t f, const char *name, int64_t *n) {
+    return h5_read_as(f, name, H5T_NATIVE_FLOAT, sizeof(float), n);
 }
 
 bool family_file_present(const char *path) {
@@ -79,6 +83,71 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
         free(want[i]);
     }
     free(want);
+    return bad;
+}
+
+int family_compare_grads_plain(const ag_params *ps, hid_t e, double *worst) {
+    int bad = 0;
+    *worst = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        const ag_tensor *t = ps->p[i];
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", t->name);
+        float *g = h5_read_floats(e, name, &n);
+        if (!g) fail_msg("%s: no gradient in the fixture", name);
+        assert_int_equal(n, t->numel);
+        for (int64_t j = 0; j < n; ++j) *worst = fmax(*worst, fabs(t->grad[j] - g[j]));
+        bad += !check_close(t->name, t->grad, g, n, 1e-4, 1e-4);
+        free(g);
+    }
+    return bad;
+}
+
+int family_compare_grads_stats(const ag_params *ps, hid_t e, const char *what, bool frozen_ok,
+                               family_grad_stats *st) {
+    /* the reference gradients (NULL: none, when frozen_ok), and the largest of them all */
+    float **g = calloc((size_t)ps->n, sizeof *g);
+    double all_max = 0;
+    for (int64_t i = 0; i < ps->n; ++i) {
+        char name[300];
+        int64_t n = 0;
+        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
+        if (!(g[i] = h5_read_floats(e, name, &n))) {
+            if (frozen_ok) continue;
+            fail_msg("%s: expected.h5 has no %s", what, name);
+        }
+        assert_int_equal(n, ps->p[i]->numel);
+        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
+    }
+    int bad = 0;
+    *st = (family_grad_stats){0};
+    for (int64_t i = 0; i < ps->n; ++i) {
+        const ag_tensor *t = ps->p[i];
+        if (!g[i]) { /* needs no gradient in the reference: ours must stay zero */
+            st->frozen++;
+            for (int64_t j = 0; j < t->numel; ++j) bad += t->grad[j] != 0.0f;
+            continue;
+        }
+        double gmax = 0, dmax = 0;
+        for (int64_t j = 0; j < t->numel; ++j) {
+            gmax = fmax(gmax, fabs(g[i][j]));
+            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
+        }
+        st->worst = fmax(st->worst, dmax);
+        if (gmax <= 1e-12 * all_max) { /* zero in exact arithmetic: noise, held to 1e-6 of the largest */
+            st->zero++;
+            if (dmax > 1e-6 * all_max) {
+                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
+                bad++;
+            }
+            continue;
+        }
+        st->worst_rel = fmax(st->worst_rel, dmax / gmax);
+        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
+    }
+    for (int64_t i = 0; i < ps->n; ++i) free(g[i]);
+    free(g);
     return bad;
 }
 

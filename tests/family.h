@@ -11,8 +11,10 @@
 #include "harness.h"
 #include "models.h"
 
-/* A float dataset as a malloc'd array (NULL when absent); its element count
- * into *n when n is not NULL. */
+/* A dataset read as `type` (elements of `elem` bytes) into a malloc'd array
+ * (NULL when absent); its element count into *n when n is not NULL. */
+void *h5_read_as(hid_t f, const char *name, hid_t type, size_t elem, int64_t *n);
+/* h5_read_as for floats. */
 float *h5_read_floats(hid_t f, const char *name, int64_t *n);
 
 /* Whether the file exists (the Hugging Face fixtures under ../shared may be absent). */
@@ -31,13 +33,42 @@ void family_load(recipe_model *m, recipe_batch *b, const char *dir, const char *
 
 /* Compares every parameter's gradient with grads/<name> in the open file e
  * (`what` names it in messages). A tensor whose true gradient is 0 (a key
- * bias: q.b_k is added to every score of a row and softmax cancels it) holds
- * float32 rounding noise, ~1e-8 of the model's largest gradient, on both
- * sides, so a tensor-relative tolerance would compare noise: such a tensor
- * (reference max below 1e-6 of the model's) must be zero within 1e-6 of the
- * model's scale; every other is held to 1e-4 (check_close). Returns the number
- * of tensors that fail; *worst receives the largest absolute difference. */
+ * bias: q.b_k is added to every score of a row and softmax cancels it; the
+ * unused pooler of a BERT2BERT encoder) holds float32 rounding noise, ~1e-8
+ * of the model's largest gradient, on both sides, so a tensor-relative
+ * tolerance would compare noise: such a tensor (reference max below 1e-6 of
+ * the model's) must be zero within 1e-6 of the model's scale; every other is
+ * held to 1e-4 (check_close). Returns the number of tensors that fail; *worst
+ * receives the largest absolute difference. */
 int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double *worst);
+
+/* Compares every parameter's gradient with grads/<name> in e, each tensor
+ * within 1e-4 (check_close), with no rule for zero gradients (the Hugging Face
+ * fixtures of GPT-2 and T5 need none). A missing one fails the test. Returns
+ * the number of tensors that fail; *worst receives the largest absolute
+ * difference. */
+int family_compare_grads_plain(const ag_params *ps, hid_t e, double *worst);
+
+/* What family_compare_grads_stats saw. */
+typedef struct {
+    double worst;     /* the largest |ours - reference| over the compared tensors */
+    double worst_rel; /* the largest such difference over its tensor's largest |reference| (nonzero ones) */
+    int zero;         /* tensors whose true gradient is 0 */
+    int frozen;       /* tensors the reference has no gradient for (frozen_ok) */
+} family_grad_stats;
+
+/* Compares every parameter's gradient with grads/<name> in e as test_decoders.c
+ * and test_xlm_gpt3.c judge their float64 references. A tensor whose reference
+ * is at most 1e-12 of the model's largest is 0 in exact arithmetic (a key bias
+ * adds q.b_k to every score of a row and softmax cancels it: CTRL's Wk.bias,
+ * XLM's k_lin.bias, c_attn's key third); float64 leaves ~1e-17 of it, float32
+ * ~1e-9, so ours must stay within 1e-6 of the model's largest gradient. Every
+ * other tensor within 1e-4 (check_close). A parameter missing from e fails the
+ * test ("<what>: expected.h5 has no grads/<name>") unless frozen_ok: then it
+ * needs no gradient (a fixed table) and ours must be exactly 0. Returns the
+ * number of failures; *st receives the figures. */
+int family_compare_grads_stats(const ag_params *ps, hid_t e, const char *what, bool frozen_ok,
+                               family_grad_stats *st);
 
 /* The whole check for one fixture folder: the class's loss on the batch
  * within 1e-5 relative of expected.h5's "loss", the counted tokens (when

@@ -30,15 +30,13 @@
  * into it, runs the class's loss on inputs.json and backward, and compares
  * with <family>/expected.h5. */
 static void check_family(const char *family, int64_t want_params) {
-    char path[512];
+    char path[512], weights[512];
     recipe_model m;
     recipe_batch b;
     snprintf(path, sizeof path, "%s/%s/config.json", DEC_DIR, family);
-    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
+    snprintf(weights, sizeof weights, "%s/%s/model.safetensors", DEC_DIR, family);
+    family_build(&m, path, NULL, weights);
     assert_int_equal(m.ps.total, want_params);
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s/model.safetensors", DEC_DIR, family);
-    if (ckpt_safetensors_load(path, &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
     assert_int_equal(recipe_batch_load(&b, DEC_DIR "/inputs.json"), AG_OK);
 
     ag_ctx *ctx = ag_ctx_create(0);
@@ -55,48 +53,12 @@ static void check_family(const char *family, int64_t want_params) {
     assert_non_null(want);
     double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* PyTorch's gradients, and the largest of them all */
-    float **g = calloc((size_t)m.ps.n, sizeof *g);
-    double all_max = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = h5_read_floats(e, name, &n))) fail_msg("%s: expected.h5 has no %s", family, name);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
-    }
-    int bad = 0, zero = 0;
-    double worst = 0, worst_rel = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double gmax = 0, dmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            gmax = fmax(gmax, fabs(g[i][j]));
-            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
-        }
-        worst = fmax(worst, dmax);
-        if (gmax <= 1e-12 * all_max) {
-            /* A gradient that is zero in exact arithmetic: a key bias adds
-             * q.b_k to every score of a row and softmax cancels it (CTRL's
-             * Wk.bias). float64 leaves ~1e-18 of it, float32 ~1e-9; hold the
-             * noise to 1e-6 of the model's largest gradient. */
-            zero++;
-            if (dmax > 1e-6 * all_max) {
-                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
-                bad++;
-            }
-            continue;
-        }
-        worst_rel = fmax(worst_rel, dmax / gmax);
-        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
-    }
-    for (int64_t i = 0; i < m.ps.n; ++i) free(g[i]);
-    free(g);
+    family_grad_stats gs;
+    const int bad = family_compare_grads_stats(&m.ps, e, family, false, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld gradients, largest difference %.2e "
            "(%.1e of its tensor's largest)%s\n",
-           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, worst, worst_rel,
-           zero ? "; some are zero in exact arithmetic (key biases), judged as noise" : "");
+           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, gs.worst, gs.worst_rel,
+           gs.zero ? "; some are zero in exact arithmetic (key biases), judged as noise" : "");
     assert_true(rel <= 1e-5);
     assert_int_equal(bad, 0);
     free(want);
@@ -154,9 +116,7 @@ static void test_parameter_counts(void **state) {
 static void test_gpt_neo_window_matters(void **state) {
     recipe_model m;
     recipe_batch b;
-    if (recipe_model_declare(&m, DEC_DIR "/gpt_neo/config.json", NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    assert_int_equal(ckpt_safetensors_load(DEC_DIR "/gpt_neo/model.safetensors", &m.ps, m.aliases, m.n_aliases), AG_OK);
+    family_build(&m, DEC_DIR "/gpt_neo/config.json", NULL, DEC_DIR "/gpt_neo/model.safetensors");
     assert_int_equal(recipe_batch_load(&b, DEC_DIR "/inputs.json"), AG_OK);
     ag_ctx *ctx = ag_ctx_create(0);
     float loss[2];

@@ -55,54 +55,13 @@ static void check_case(const char *name, int64_t want_params, int64_t want_token
     float *want = h5_read_floats(e, "loss", NULL);
     assert_non_null(want);
     const double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
-    /* PyTorch's gradients (NULL for a tensor that needs none), and the largest of them all */
-    float **g = calloc((size_t)m.ps.n, sizeof *g);
-    double all_max = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char key[300];
-        int64_t n = 0;
-        snprintf(key, sizeof key, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = h5_read_floats(e, key, &n))) continue;
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
-    }
-    int bad = 0, frozen = 0, zero = 0;
-    double worst = 0, worst_rel = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        if (!g[i]) { /* needs no gradient in PyTorch: ours must stay zero */
-            frozen++;
-            for (int64_t j = 0; j < t->numel; ++j) bad += t->grad[j] != 0.0f;
-            continue;
-        }
-        double gmax = 0, dmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            gmax = fmax(gmax, fabs(g[i][j]));
-            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
-        }
-        worst = fmax(worst, dmax);
-        if (gmax <= 1e-12 * all_max) {
-            /* Zero in exact arithmetic: a key bias adds q.b_k to every score
-             * of a row and softmax cancels it (k_lin.bias, c_attn's key
-             * third). float64 leaves ~1e-17 of it, float32 ~1e-9; hold the
-             * noise to 1e-6 of the model's largest gradient. */
-            zero++;
-            if (dmax > 1e-6 * all_max) {
-                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
-                bad++;
-            }
-            continue;
-        }
-        worst_rel = fmax(worst_rel, dmax / gmax);
-        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
-    }
-    for (int64_t i = 0; i < m.ps.n; ++i) free(g[i]);
-    free(g);
+    family_grad_stats gs;
+    const int bad = family_compare_grads_stats(&m.ps, e, name, true, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld parameters, %lld tensors, largest gradient "
            "difference %.2e (%.1e of its tensor's largest)%s%s\n",
-           name, m.arch, loss->data[0], want[0], rel, (long long)m.ps.total, (long long)m.ps.n, worst, worst_rel,
-           zero ? "; key biases are 0 in exact arithmetic, judged as noise" : "",
-           frozen ? "; the fixed sinusoidal table's gradient stays 0" : "");
+           name, m.arch, loss->data[0], want[0], rel, (long long)m.ps.total, (long long)m.ps.n, gs.worst,
+           gs.worst_rel, gs.zero ? "; key biases are 0 in exact arithmetic, judged as noise" : "",
+           gs.frozen ? "; the fixed sinusoidal table's gradient stays 0" : "");
     assert_true(rel <= 1e-5);
     assert_int_equal(bad, 0);
     free(want);
