@@ -266,6 +266,13 @@ int64_t family_count_params(const char *config_text, const char *arch) {
     return total;
 }
 
+void family_build_text(recipe_model *m, const char *config_text, uint64_t seed) {
+    const char *path = family_temp_config(config_text);
+    assert_int_equal(recipe_model_declare(m, path, NULL), AG_OK);
+    remove(path);
+    assert_int_equal(recipe_model_alloc(m, seed), AG_OK);
+}
+
 void family_expect_config_error(const char *text, const char *needle) {
     recipe_model m;
     const char *path = family_temp_config(text);

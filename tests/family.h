@@ -112,6 +112,11 @@ const char *family_temp_config(const char *text);
  * declared only, never allocated. Fails the test if the config is refused. */
 int64_t family_count_params(const char *config_text, const char *arch);
 
+/* Declares config text's class (architectures[0]) and allocates it with
+ * Hugging Face's init drawn from seed. Fails the test if the config is
+ * refused. */
+void family_build_text(recipe_model *m, const char *config_text, uint64_t seed);
+
 /* Declares config text's class (architectures[0]); it must be refused with a
  * message containing needle (typically the field's quoted name). */
 void family_expect_config_error(const char *text, const char *needle);

@@ -169,10 +169,7 @@ static void test_init(void **state) {
     };
     for (size_t c = 0; c < 2; ++c) {
         recipe_model m;
-        const char *path = family_temp_config(cases[c].config);
-        assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-        remove(path);
-        assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+        family_build_text(&m, cases[c].config, 7);
         for (int k = 0; k < 6; ++k)
             family_check_init(&m.ps, cases[c].names[k], cases[c].std[k], cases[c].mean[k], 0.05);
         const ag_tensor *w = m.ps.p[0]; /* the word embedding: its padding row is zero */

@@ -105,15 +105,11 @@ static void test_parameter_counts(void **state) {
  * biases; final_logits_bias zero and never given a gradient. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path =
-        family_temp_config("{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
-                           "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
-                           "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
-                           "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
-                           "\"max_position_embeddings\": 64, \"init_std\": 0.05}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
+                          "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
+                          "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
+                          "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
+                          "\"max_position_embeddings\": 64, \"init_std\": 0.05}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"model.shared.weight", 0.05, 0},
         {"model.encoder.embed_positions.weight", 0.05, 0},

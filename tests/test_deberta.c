@@ -94,14 +94,11 @@ static void test_parameter_counts(void **state) {
  * zero biases (q_bias, v_bias, the MLM bias); the conv kernel U(-b, b). */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = family_temp_config("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
-                                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-                                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
-                                          "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
-                                          "\"initializer_range\": 0.05}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
+                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                          "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
+                          "\"initializer_range\": 0.05}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"deberta.embeddings.word_embeddings.weight", 0.05, 0},
         {"deberta.encoder.layer.1.attention.self.in_proj.weight", 0.05, 0},
@@ -119,12 +116,9 @@ static void test_init(void **state) {
     assert_int_equal(m.n_aliases, 2);
     recipe_model_free(&m);
 
-    path = family_temp_config("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
-                              "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
-                              "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
+                          "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}", 7);
     const ag_tensor *cw = ag_params_find(&m.ps, "encoder.conv.conv.weight");
     assert_non_null(cw);
     const float bound = 1.0f / sqrtf(64 * 3);

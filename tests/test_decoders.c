@@ -173,10 +173,7 @@ static void test_init(void **state) {
     };
     for (int c = 0; c < 4; ++c) {
         recipe_model m;
-        const char *path = family_temp_config(configs[c]);
-        assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-        remove(path);
-        assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+        family_build_text(&m, configs[c], 7);
         for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
             if (want[k].cfg != c) continue;
             family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
@@ -219,11 +216,8 @@ static void test_bad_configs(void **state) {
 /* A batch that does not fit is refused with the input named, not crashed on. */
 static void test_bad_batches(void **state) {
     recipe_model m;
-    const char *path = family_temp_config(GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
-                                               "\"vocab_size\": 50, \"n_positions\": 8}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 1), AG_OK);
+    family_build_text(&m, GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
+                          "\"vocab_size\": 50, \"n_positions\": 8}", 1);
     ag_ctx *ctx = ag_ctx_create(0);
     int32_t ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, mask[10] = {0};
     ag_ints long_ids = ag_ints_wrap(ids, 2, AG_SHAPE(1, 10)), short_ids = ag_ints_wrap(ids, 2, AG_SHAPE(2, 4));

@@ -152,11 +152,8 @@ static void test_parameter_counts(void **state) {
 /* Hugging Face's init: N(0, 0.02), c_proj N(0, 0.02/sqrt(2 n_layer)), unit norms, zero biases. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = family_temp_config("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                                          "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                          "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"transformer.wte.weight", 0.02, 0},
         {"transformer.h.3.attn.c_attn.weight", 0.02, 0},

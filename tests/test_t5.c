@@ -243,10 +243,7 @@ static void test_init_follows_hugging_face(void **state) {
                       "\"vocab_size\": 512, \"relative_attention_num_buckets\": 128, \"feed_forward_proj\": "
                       "\"gated-gelu\", \"tie_word_embeddings\": false, \"initializer_factor\": 2.0}";
     recipe_model m;
-    const char *path = family_temp_config(cfg);
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, cfg, 7);
     const double f = 2.0;
     const struct { const char *name; double std; } want[] = {
         {"shared.weight", f},
