@@ -163,38 +163,26 @@ int nn_albert_aliases(const nn_albert *m, const char *alias[][2], int cap) {
     return n;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 void nn_albert_init_weights(nn_albert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
     nn_electra_embeddings_init_weights(&m->emb, std, &r);
-    init_linear(&m->mapping_in, std, &r);
+    nn_init_linear(&m->mapping_in, std, &r);
     for (int i = 0; i < m->cfg.num_hidden_groups * m->cfg.inner_group_num; ++i) {
         nn_albert_layer *L = &m->layer[i];
-        init_norm(&L->full_ln);
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->attn_ln);
-        init_linear(&L->ffn.wi, std, &r), init_linear(&L->ffn.wo, std, &r);
+        nn_init_norm(&L->full_ln);
+        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
+        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
+        nn_init_norm(&L->attn_ln);
+        nn_init_linear(&L->ffn.wi, std, &r), nn_init_linear(&L->ffn.wo, std, &r);
     }
-    init_linear(&m->pooler, std, &r);
+    nn_init_linear(&m->pooler, std, &r);
     if (m->mlm_b) nn_init_const(m->mlm_b, 0);
-    init_norm(&m->mlm_ln);
-    init_linear(&m->mlm_dense, std, &r);
+    nn_init_norm(&m->mlm_ln);
+    nn_init_linear(&m->mlm_dense, std, &r);
     if (m->decoder_w && m->decoder_w != m->emb.word.w) nn_init_normal(m->decoder_w, std, &r);
-    init_linear(&m->sop, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->sop, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */

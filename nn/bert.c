@@ -201,49 +201,31 @@ int nn_bert_aliases(const nn_bert *m, const char *alias[][2], int cap) {
     return n;
 }
 
-/* nn.Linear: N(0, range) weight, zero bias. */
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-/* nn.Embedding: N(0, range), then the padding row (if any) zero. */
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    init_embedding(&m->word, std, &r);
-    init_embedding(&m->position, std, &r);
-    init_embedding(&m->token_type, std, &r);
-    init_norm(&m->emb_ln);
+    nn_init_embedding(&m->word, std, &r);
+    nn_init_embedding(&m->position, std, &r);
+    nn_init_embedding(&m->token_type, std, &r);
+    nn_init_norm(&m->emb_ln);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
         nn_bert_layer *L = &m->layer[l];
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->attn_ln);
-        init_linear(&L->intermediate, std, &r), init_linear(&L->output, std, &r);
-        init_norm(&L->output_ln);
+        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
+        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
+        nn_init_norm(&L->attn_ln);
+        nn_init_linear(&L->intermediate, std, &r), nn_init_linear(&L->output, std, &r);
+        nn_init_norm(&L->output_ln);
     }
-    init_linear(&m->pooler, std, &r);
+    nn_init_linear(&m->pooler, std, &r);
     if (m->decoder_b) {
         nn_init_const(m->decoder_b, 0);
-        init_linear(&m->transform, std, &r);
-        init_norm(&m->transform_ln);
+        nn_init_linear(&m->transform, std, &r);
+        nn_init_norm(&m->transform_ln);
         if (m->decoder_w != m->word.w) nn_init_normal(m->decoder_w, std, &r);
     }
-    init_linear(&m->seq_relationship, std, &r);
-    init_linear(&m->cls_dense, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->seq_relationship, std, &r);
+    nn_init_linear(&m->cls_dense, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */

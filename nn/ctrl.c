@@ -110,11 +110,11 @@ void nn_ctrl_init_weights(nn_ctrl *m, uint64_t seed) {
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_ctrl_block *b = &m->h[l];
         const nn_linear *lin[6] = {&b->mha.q, &b->mha.k, &b->mha.v, &b->mha.o, &b->ffn0, &b->ffn2};
-        for (int i = 0; i < 6; ++i) nn_init_normal(lin[i]->w, std, &r), nn_init_const(lin[i]->b, 0);
-        nn_init_const(b->layernorm1.w, 1), nn_init_const(b->layernorm1.b, 0);
-        nn_init_const(b->layernorm2.w, 1), nn_init_const(b->layernorm2.b, 0);
+        for (int i = 0; i < 6; ++i) nn_init_linear(lin[i], std, &r);
+        nn_init_norm(&b->layernorm1);
+        nn_init_norm(&b->layernorm2);
     }
-    nn_init_const(m->layernorm.w, 1), nn_init_const(m->layernorm.b, 0);
+    nn_init_norm(&m->layernorm);
     if (m->lm_head_b) nn_init_const(m->lm_head_b, 0);
 }
 

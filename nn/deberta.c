@@ -333,55 +333,37 @@ int nn_deberta_aliases(const nn_deberta *m, const char *alias[][2], int cap) {
     return 2;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    if (!e->w) return;
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 void nn_deberta_init_weights(nn_deberta *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    init_embedding(&m->word, std, &r);
-    init_embedding(&m->position, std, &r);
-    init_embedding(&m->token_type, std, &r);
-    init_linear(&m->embed_proj, std, &r);
-    init_norm(&m->emb_ln);
+    nn_init_embedding(&m->word, std, &r);
+    nn_init_embedding(&m->position, std, &r);
+    nn_init_embedding(&m->token_type, std, &r);
+    nn_init_linear(&m->embed_proj, std, &r);
+    nn_init_norm(&m->emb_ln);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
         nn_deberta_layer *L = &m->layer[l];
         if (L->q_bias) nn_init_const(L->q_bias, 0), nn_init_const(L->v_bias, 0);
         nn_linear *lin[] = {&L->in_proj, &L->pos_proj, &L->pos_q_proj, &L->query, &L->key, &L->value,
                             &L->pos_key, &L->pos_query, &L->attn_out, &L->intermediate, &L->output};
-        for (size_t i = 0; i < sizeof lin / sizeof *lin; ++i) init_linear(lin[i], std, &r);
-        init_norm(&L->attn_ln), init_norm(&L->output_ln);
+        for (size_t i = 0; i < sizeof lin / sizeof *lin; ++i) nn_init_linear(lin[i], std, &r);
+        nn_init_norm(&L->attn_ln), nn_init_norm(&L->output_ln);
     }
-    init_embedding(&m->rel, std, &r);
-    init_norm(&m->rel_ln);
+    nn_init_embedding(&m->rel, std, &r);
+    nn_init_norm(&m->rel_ln);
     if (m->conv_w) { /* nn.Conv1d's reset_parameters: U(-b, b), b = 1/sqrt(fan_in), fan_in = C * K */
         const float b = 1.0f / sqrtf((float)(m->conv_w->shape[1] * m->conv_w->shape[2]));
         for (int64_t i = 0; i < m->conv_w->numel; ++i)
             m->conv_w->data[i] = b * (2.0f * ag_rng_uniform(seed ^ 0xc0417ULL, (uint64_t)i) - 1.0f);
         for (int64_t i = 0; i < m->conv_b->numel; ++i)
             m->conv_b->data[i] = b * (2.0f * ag_rng_uniform(seed ^ 0xc0418ULL, (uint64_t)i) - 1.0f);
-        init_norm(&m->conv_ln);
+        nn_init_norm(&m->conv_ln);
     }
     if (m->decoder_b) nn_init_const(m->decoder_b, 0);
-    init_linear(&m->transform, std, &r);
-    init_norm(&m->transform_ln);
-    init_linear(&m->pooler, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->transform, std, &r);
+    nn_init_norm(&m->transform_ln);
+    nn_init_linear(&m->pooler, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- relative positions */

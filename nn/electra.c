@@ -41,17 +41,11 @@ ag_status nn_electra_embeddings_init(ag_params *ps, nn_electra_embeddings *e, co
     return nn_layernorm_init(ps, &e->ln, nn_name(name, "%sembeddings.LayerNorm", p), E, eps);
 }
 
-static void init_table(nn_embedding *t, float std, nn_init_rng *r) {
-    nn_init_normal(t->w, std, r);
-    if (t->padding_idx >= 0) memset(t->w->data + (int64_t)t->padding_idx * t->dim, 0, (size_t)t->dim * sizeof(float));
-}
-
 void nn_electra_embeddings_init_weights(nn_electra_embeddings *e, float std, nn_init_rng *r) {
-    init_table(&e->word, std, r);
-    init_table(&e->position, std, r);
-    init_table(&e->token_type, std, r);
-    nn_init_const(e->ln.w, 1);
-    nn_init_const(e->ln.b, 0);
+    nn_init_embedding(&e->word, std, r);
+    nn_init_embedding(&e->position, std, r);
+    nn_init_embedding(&e->token_type, std, r);
+    nn_init_norm(&e->ln);
 }
 
 bool nn_electra_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T) {
@@ -235,38 +229,25 @@ int nn_electra_aliases(const nn_electra *m, const char *alias[][2], int cap) {
     return 1;
 }
 
-/* nn.Linear: N(0, std) weight, zero bias; a module that was not declared is skipped. */
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 void nn_electra_init_weights(nn_electra *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
     nn_electra_embeddings_init_weights(&m->emb, std, &r);
-    init_linear(&m->project, std, &r);
+    nn_init_linear(&m->project, std, &r);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
         nn_block *L = &m->layer[l];
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->ln1);
-        init_linear(&L->ffn.wi, std, &r), init_linear(&L->ffn.wo, std, &r);
-        init_norm(&L->ln2);
+        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
+        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
+        nn_init_norm(&L->ln1);
+        nn_init_linear(&L->ffn.wi, std, &r), nn_init_linear(&L->ffn.wo, std, &r);
+        nn_init_norm(&L->ln2);
     }
-    init_linear(&m->disc_dense, std, &r), init_linear(&m->disc_prediction, std, &r);
-    init_norm(&m->gen_ln);
-    init_linear(&m->gen_dense, std, &r);
+    nn_init_linear(&m->disc_dense, std, &r), nn_init_linear(&m->disc_prediction, std, &r);
+    nn_init_norm(&m->gen_ln);
+    nn_init_linear(&m->gen_dense, std, &r);
     if (m->lm_w && m->lm_w != m->emb.word.w) nn_init_normal(m->lm_w, std, &r);
     if (m->lm_b) nn_init_const(m->lm_b, 0);
-    init_linear(&m->cls_dense, std, &r), init_linear(&m->cls_out, std, &r);
+    nn_init_linear(&m->cls_dense, std, &r), nn_init_linear(&m->cls_out, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */

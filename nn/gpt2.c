@@ -117,14 +117,14 @@ void nn_gpt2_init_weights(nn_gpt2 *m, uint64_t seed) {
     nn_init_normal(m->wpe.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_gpt2_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
-        nn_init_normal(b->attn.qkv.w, std, &r), nn_init_const(b->attn.qkv.b, 0);
-        nn_init_normal(b->attn.o.w, proj_std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, proj_std, &r), nn_init_const(b->c_proj.b, 0);
+        nn_init_norm(&b->ln_1);
+        nn_init_norm(&b->ln_2);
+        nn_init_linear(&b->attn.qkv, std, &r);
+        nn_init_linear(&b->attn.o, proj_std, &r);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, proj_std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
 }
 

@@ -202,15 +202,15 @@ void nn_gpt_neo_init_weights(nn_gpt_neo *m, uint64_t seed) {
     nn_init_normal(m->wpe.w, std, &r);
     for (int l = 0; l < m->cfg.num_layers; ++l) {
         nn_gpt_neo_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
+        nn_init_norm(&b->ln_1);
+        nn_init_norm(&b->ln_2);
         nn_init_normal(b->attn.q.w, std, &r), nn_init_normal(b->attn.k.w, std, &r);
         nn_init_normal(b->attn.v.w, std, &r);
-        nn_init_normal(b->attn.o.w, std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, std, &r), nn_init_const(b->c_proj.b, 0);
+        nn_init_linear(&b->attn.o, std, &r);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
 }
 

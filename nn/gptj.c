@@ -119,13 +119,13 @@ void nn_gptj_init_weights(nn_gptj *m, uint64_t seed) {
     nn_init_normal(m->wte.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_gptj_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
+        nn_init_norm(&b->ln_1);
         nn_init_normal(b->attn.q.w, std, &r), nn_init_normal(b->attn.k.w, std, &r);
         nn_init_normal(b->attn.v.w, std, &r), nn_init_normal(b->attn.o.w, std, &r);
-        nn_init_normal(b->fc_in.w, std, &r), nn_init_const(b->fc_in.b, 0);
-        nn_init_normal(b->fc_out.w, std, &r), nn_init_const(b->fc_out.b, 0);
+        nn_init_linear(&b->fc_in, std, &r);
+        nn_init_linear(&b->fc_out, std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
     if (m->lm_head_b) nn_init_const(m->lm_head_b, 0);
 }

@@ -95,6 +95,26 @@ ag_tensor *nn_norm_forward(ag_ctx *ctx, const nn_norm *n, ag_tensor *x) {
     return n->rms ? ag_rmsnorm(ctx, x, n->w, n->eps) : ag_layernorm(ctx, x, n->w, n->b, n->eps);
 }
 
+/* ---------------------------------------------------------------- module init */
+
+void nn_init_linear(const nn_linear *l, float std, nn_init_rng *r) {
+    if (!l->w) return;
+    nn_init_normal(l->w, std, r);
+    if (l->b) nn_init_const(l->b, 0);
+}
+
+void nn_init_norm(const nn_norm *n) {
+    if (!n->w) return;
+    nn_init_const(n->w, 1);
+    if (n->b) nn_init_const(n->b, 0);
+}
+
+void nn_init_embedding(const nn_embedding *e, float std, nn_init_rng *r) {
+    if (!e->w) return;
+    nn_init_normal(e->w, std, r);
+    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
+}
+
 /* ---------------------------------------------------------------- activations */
 
 bool nn_act_from_name(const char *name, nn_act *act) {

@@ -62,6 +62,16 @@ ag_status nn_layernorm_init(ag_params *ps, nn_norm *n, const char *prefix, int d
 ag_status nn_rmsnorm_init(ag_params *ps, nn_norm *n, const char *prefix, int dim, float eps);
 ag_tensor *nn_norm_forward(ag_ctx *ctx, const nn_norm *n, ag_tensor *x);
 
+/* Hugging Face's _init_weights for each module type, as the families apply
+ * it. A module that was never declared (w NULL: a head the class does not
+ * have) is skipped and draws nothing from r.
+ *   nn.Linear     weight N(0, std), bias 0
+ *   nn.LayerNorm  weight 1, bias 0
+ *   nn.Embedding  N(0, std), then the padding row (if any) 0 */
+void nn_init_linear(const nn_linear *l, float std, nn_init_rng *r);
+void nn_init_norm(const nn_norm *n);
+void nn_init_embedding(const nn_embedding *e, float std, nn_init_rng *r);
+
 typedef enum { NN_ACT_GELU, NN_ACT_GELU_TANH, NN_ACT_RELU, NN_ACT_SILU, NN_ACT_TANH, NN_ACT_SIGMOID } nn_act;
 /* Hugging Face's ACT2FN names: "gelu", "gelu_new", "gelu_pytorch_tanh", "relu",
  * "silu", "swish", "tanh", "sigmoid", "gelu_fast" (as gelu_new). Returns false

@@ -107,12 +107,12 @@ void nn_openai_init_weights(nn_openai *m, uint64_t seed) {
     nn_init_normal(m->positions_embed.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_openai_block *b = &m->h[l];
-        nn_init_normal(b->attn.qkv.w, std, &r), nn_init_const(b->attn.qkv.b, 0);
-        nn_init_normal(b->attn.o.w, std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, std, &r), nn_init_const(b->c_proj.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
+        nn_init_linear(&b->attn.qkv, std, &r);
+        nn_init_linear(&b->attn.o, std, &r);
+        nn_init_norm(&b->ln_1);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, std, &r);
+        nn_init_norm(&b->ln_2);
     }
 }
 

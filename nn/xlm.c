@@ -222,16 +222,16 @@ void nn_xlm_init_weights(nn_xlm *m, uint64_t seed) {
     if (m->lang_embeddings.w) nn_init_normal(m->lang_embeddings.w, c->embed_init_std, &r);
     nn_init_normal(m->embeddings.w, c->embed_init_std, &r);
     memset(m->embeddings.w->data + (int64_t)c->pad_index * c->emb_dim, 0, (size_t)c->emb_dim * sizeof(float));
-    nn_init_const(m->layer_norm_emb.w, 1), nn_init_const(m->layer_norm_emb.b, 0);
+    nn_init_norm(&m->layer_norm_emb);
     for (int l = 0; l < c->n_layers; ++l) {
         nn_block *b = &m->layers[l];
         const nn_linear *lin[6] = {&b->attn.q, &b->attn.k, &b->attn.v, &b->attn.o, &b->ffn.wi, &b->ffn.wo};
-        for (int i = 0; i < 6; ++i) nn_init_normal(lin[i]->w, c->init_std, &r), nn_init_const(lin[i]->b, 0);
-        nn_init_const(b->ln1.w, 1), nn_init_const(b->ln1.b, 0);
-        nn_init_const(b->ln2.w, 1), nn_init_const(b->ln2.b, 0);
+        for (int i = 0; i < 6; ++i) nn_init_linear(lin[i], c->init_std, &r);
+        nn_init_norm(&b->ln1);
+        nn_init_norm(&b->ln2);
     }
     if (m->pred_bias) nn_init_const(m->pred_bias, 0);
-    if (m->summary.w) nn_init_normal(m->summary.w, c->init_std, &r), nn_init_const(m->summary.b, 0);
+    if (m->summary.w) nn_init_linear(&m->summary, c->init_std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */
