@@ -29,7 +29,7 @@
 
 ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, ph, pa, pc;
+    double range;
     const char *pos_type;
     ag_status st;
     /* AlbertConfig's defaults are albert-xxlarge's */
@@ -44,11 +44,11 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "type_vocab_size", 2, 1, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.0, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.0, &pa)) ||
-        (st = nn_config_num(c, "classifier_dropout_prob", 0.1, &pc)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.0, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.0, &g->attention_probs_dropout_prob)) ||
+        (st = nn_config_prob(c, "classifier_dropout_prob", 0.1, &g->classifier_dropout_prob)) ||
         (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
@@ -65,18 +65,7 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
-    if (pc < 0 || pc >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout_prob\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->classifier_dropout_prob = (float)pc;
     return AG_OK;
 }
 

@@ -31,7 +31,7 @@
 ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *g) {
     memset(g, 0, sizeof *g);
     g->roberta = roberta;
-    double eps, range, ph, pa, pc;
+    double range, pc;
     const char *pos_type, *problem;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 30522, 1, 1 << 24, &g->vocab_size)) ||
@@ -42,10 +42,10 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "type_vocab_size", 2, 1, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", roberta ? 1 : 0, 0, 1 << 24, &g->pad_token_id)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
         (st = nn_config_num(c, "classifier_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
@@ -74,17 +74,9 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         return ag_fail(AG_ERR_ARG, "config %s: field \"max_position_embeddings\" %d leaves no position after "
                        "pad_token_id %d (RoBERTa's positions start at pad_token_id + 1)", c->path,
                        g->max_position_embeddings, g->pad_token_id);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
     if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->classifier_dropout = pc < 0 ? (float)ph : (float)pc;
+    g->classifier_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
     /* problem_type: given, or (as forward() decides) regression for one label
      * and otherwise by the labels' shape */
     g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;

@@ -30,7 +30,7 @@
 
 ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, ph, pa;
+    double range;
     const char *type, *pos_type;
     bool is_decoder, cross;
     ag_status st;
@@ -45,10 +45,10 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_int(c, "block_size", 64, 1, 1 << 16, &g->block_size)) ||
         (st = nn_config_int(c, "num_random_blocks", 3, 0, 1 << 10, &g->num_random_blocks)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
         (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "attention_type", "block_sparse", &type)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
@@ -74,15 +74,7 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
     return AG_OK;
 }
 

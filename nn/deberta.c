@@ -85,15 +85,10 @@ static ag_status read_act(const nn_config *c, const char *field, nn_act *act) {
     return AG_OK;
 }
 
-static ag_status check_dropout(const nn_config *c, const char *field, double p) {
-    if (p < 0 || p >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path, field);
-    return AG_OK;
-}
-
 ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config *g) {
     memset(g, 0, sizeof *g);
     g->v2 = v2;
-    double eps, range, ph, pa, pp, pc;
+    double range, pc;
     int pooler_size, head_size, groups;
     bool talking_head;
     const char *norm_rel, *problem;
@@ -107,11 +102,11 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
         (st = nn_config_int(c, "type_vocab_size", 0, 0, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_int(c, "embedding_size", 0, 0, 1 << 16, &g->embedding_size)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-7, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-7, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
-        (st = nn_config_num(c, "pooler_dropout", 0.0, &pp)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
+        (st = nn_config_prob(c, "pooler_dropout", 0.0, &g->pooler_dropout)) ||
         (st = nn_config_num(c, "cls_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = read_act(c, "hidden_act", &g->act)) || (st = read_act(c, "pooler_hidden_act", &g->pooler_act)) ||
         (st = nn_config_int(c, "pooler_hidden_size", 0, 0, 1 << 16, &pooler_size)) ||
@@ -144,11 +139,7 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if ((st = check_dropout(c, "hidden_dropout_prob", ph)) ||
-        (st = check_dropout(c, "attention_probs_dropout_prob", pa)) || (st = check_dropout(c, "pooler_dropout", pp)) ||
-        (pc >= 0 && (st = check_dropout(c, "cls_dropout", pc))))
-        return st;
+    if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"cls_dropout\" must be in [0, 1)", c->path);
     if (g->max_relative_positions < 1) g->max_relative_positions = g->max_position_embeddings;
     if (v2) {
         if (head_size != 0 && head_size * NH != C)
@@ -187,12 +178,8 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
             return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
         g->num_labels = cJSON_GetArraySize(id2label);
     }
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->pooler_dropout = (float)pp;
-    g->cls_dropout = pc < 0 ? (float)ph : (float)pc;
+    g->cls_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
     g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
     if (problem) {
         g->problem_type_given = true;

@@ -22,7 +22,7 @@
 
 ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g) {
     memset(g, 0, sizeof *g);
-    double range, pd, pa, pc;
+    double range;
     const char *problem;
     bool sinusoidal;
     ag_status st;
@@ -34,9 +34,9 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "dropout", 0.1, &pd)) ||
-        (st = nn_config_num(c, "attention_dropout", 0.1, &pa)) ||
-        (st = nn_config_num(c, "seq_classif_dropout", 0.2, &pc)) ||
+        (st = nn_config_prob(c, "dropout", 0.1, &g->dropout)) ||
+        (st = nn_config_prob(c, "attention_dropout", 0.1, &g->attention_dropout)) ||
+        (st = nn_config_prob(c, "seq_classif_dropout", 0.2, &g->seq_classif_dropout)) ||
         (st = nn_config_act(c, "activation", "gelu", &g->act)) ||
         (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "sinusoidal_pos_embds", false, &sinusoidal)) ||
@@ -57,15 +57,7 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (pd < 0 || pd >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"dropout\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_dropout\" must be in [0, 1)", c->path);
-    if (pc < 0 || pc >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"seq_classif_dropout\" must be in [0, 1)", c->path);
     g->initializer_range = (float)range;
-    g->dropout = (float)pd;
-    g->attention_dropout = (float)pa;
-    g->seq_classif_dropout = (float)pc;
     g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
     if (problem) {
         g->problem_type_given = true;

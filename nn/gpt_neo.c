@@ -62,7 +62,7 @@ bad:
 
 ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
+    double range, pe, pa, pr;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "max_position_embeddings", 2048, 1, 1 << 20, &g->max_position_embeddings)) ||
@@ -71,7 +71,7 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
         (st = nn_config_int(c, "num_heads", 16, 1, 4096, &g->num_heads)) ||
         (st = nn_config_int(c, "intermediate_size", 4 * g->hidden_size, 1, 1 << 20, &g->intermediate_size)) ||
         (st = nn_config_int(c, "window_size", 256, 1, 1 << 20, &g->window_size)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_epsilon", 1e-5, &g->layer_norm_epsilon)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
         (st = nn_config_num(c, "embed_dropout", 0.0, &pe)) ||
         (st = nn_config_num(c, "attention_dropout", 0.0, &pa)) ||
@@ -82,7 +82,6 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
     if (g->hidden_size % g->num_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_heads %d", c->path,
                        g->hidden_size, g->num_heads);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
     if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
         return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
 
@@ -120,7 +119,6 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
             goto fail;
         }
     }
-    g->layer_norm_epsilon = (float)eps;
     g->initializer_range = (float)range;
     g->embed_dropout = (float)pe;
     g->attention_dropout = (float)pa;

@@ -286,3 +286,21 @@ ag_status nn_config_act(const nn_config *c, const char *name, const char *dflt, 
         return ag_fail(AG_ERR_ARG, "config %s: field \"%s\": unknown activation '%s'", c->path, name, act);
     return AG_OK;
 }
+
+ag_status nn_config_positive(const nn_config *c, const char *name, double dflt, float *out) {
+    double v = 0;
+    ag_status st = nn_config_num(c, name, dflt, &v);
+    if (st) return st;
+    if (v <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be > 0", c->path, name);
+    *out = (float)v;
+    return AG_OK;
+}
+
+ag_status nn_config_prob(const nn_config *c, const char *name, double dflt, float *out) {
+    double p = 0;
+    ag_status st = nn_config_num(c, name, dflt, &p);
+    if (st) return st;
+    if (p < 0 || p >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path, name);
+    *out = (float)p;
+    return AG_OK;
+}

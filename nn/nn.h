@@ -126,6 +126,11 @@ ag_status nn_config_bool(const nn_config *c, const char *field, bool dflt, bool 
  * a missing field takes `dflt`. Errors: not a string, or an unknown name,
  * each naming the file and the field. */
 ag_status nn_config_act(const nn_config *c, const char *field, const char *dflt, nn_act *out);
+/* A number that must be > 0 (an epsilon), and a probability that must be in
+ * [0, 1) (a dropout), stored as float. Errors name the file and the field:
+ * "config <path>: field \"<field>\" must be > 0" / "... must be in [0, 1)". */
+ag_status nn_config_positive(const nn_config *c, const char *field, double dflt, float *out);
+ag_status nn_config_prob(const nn_config *c, const char *field, double dflt, float *out);
 
 /* ---------------------------------------------------------------- feed-forward and blocks (blocks.c) */
 

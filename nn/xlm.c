@@ -25,15 +25,14 @@
 static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
     const char *type, *act, *problem;
     bool use_proj, to_labels;
-    double p1, p2;
     ag_status st;
     if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)) ||
         (st = nn_config_str(c, "summary_type", "first", &type)) ||
         (st = nn_config_bool(c, "summary_use_proj", true, &use_proj)) ||
         (st = nn_config_bool(c, "summary_proj_to_labels", true, &to_labels)) ||
         (st = nn_config_str(c, "summary_activation", NULL, &act)) ||
-        (st = nn_config_num(c, "summary_first_dropout", 0.1, &p1)) ||
-        (st = nn_config_num(c, "summary_last_dropout", 0.0, &p2)) ||
+        (st = nn_config_prob(c, "summary_first_dropout", 0.1, &g->summary_first_dropout)) ||
+        (st = nn_config_prob(c, "summary_last_dropout", 0.0, &g->summary_last_dropout)) ||
         (st = nn_config_str(c, "problem_type", NULL, &problem)))
         return st;
     /* PretrainedConfig: num_labels is len(id2label) when the config has one */
@@ -54,11 +53,6 @@ static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
     g->has_summary_act = act && act[0];
     if (g->has_summary_act && !nn_act_from_name(act, &g->summary_act))
         return ag_fail(AG_ERR_ARG, "config %s: field \"summary_activation\": unknown activation '%s'", c->path, act);
-    if (p1 < 0 || p1 >= 1 || p2 < 0 || p2 >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path,
-                       p1 < 0 || p1 >= 1 ? "summary_first_dropout" : "summary_last_dropout");
-    g->summary_first_dropout = (float)p1;
-    g->summary_last_dropout = (float)p2;
     /* problem_type: given, or (as forward() decides) regression for one label
      * and otherwise by the labels' shape */
     g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
@@ -75,7 +69,7 @@ static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
 
 ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
     memset(g, 0, sizeof *g);
-    double drop, adrop, eps, estd, istd;
+    double estd, istd;
     bool is_encoder, asm_;
     ag_status st;
     /* configuration_xlm.py's attribute_map: n_words is vocab_size */
@@ -94,9 +88,9 @@ ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
         (st = nn_config_bool(c, "gelu_activation", true, &g->gelu_activation)) ||
         (st = nn_config_bool(c, "is_encoder", true, &is_encoder)) ||
         (st = nn_config_bool(c, "asm", false, &asm_)) ||
-        (st = nn_config_num(c, "dropout", 0.1, &drop)) ||
-        (st = nn_config_num(c, "attention_dropout", 0.1, &adrop)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_prob(c, "dropout", 0.1, &g->dropout)) ||
+        (st = nn_config_prob(c, "attention_dropout", 0.1, &g->attention_dropout)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "embed_init_std", 1.0 / sqrt(2048.0), &estd)) ||
         (st = nn_config_num(c, "init_std", 0.02, &istd)))
         return st;
@@ -111,13 +105,6 @@ ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
     if (g->pad_index >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_index\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_index, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (drop < 0 || drop >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"dropout\" must be in [0, 1)", c->path);
-    if (adrop < 0 || adrop >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_dropout\" must be in [0, 1)", c->path);
-    g->dropout = (float)drop;
-    g->attention_dropout = (float)adrop;
-    g->layer_norm_eps = (float)eps;
     g->embed_init_std = (float)estd;
     g->init_std = (float)istd;
     return read_summary(c, g);
