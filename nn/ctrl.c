@@ -25,7 +25,6 @@
 
 ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pr;
     bool tied;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 246534, 1, 1 << 24, &g->vocab_size)) ||
@@ -34,9 +33,8 @@ ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
         (st = nn_config_int(c, "dff", 8192, 1, 1 << 20, &g->dff)) ||
         (st = nn_config_int(c, "n_layer", 48, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 16, 1, 4096, &g->n_head)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-6, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) ||
+        (st = nn_causal_lm_config_common(c, 1e-6, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         NULL, &g->resid_pdrop)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &tied)))
         return st;
     if (!tied)
@@ -47,13 +45,6 @@ ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
     if (g->n_embd % 2)
         return ag_fail(AG_ERR_ARG, "config %s: field \"n_embd\" (%d) must be even for the sine/cosine positions",
                        c->path, g->n_embd);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 

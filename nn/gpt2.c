@@ -24,7 +24,6 @@
 
 ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "n_positions", 1024, 1, 1 << 20, &g->n_positions)) ||
@@ -32,10 +31,8 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         (st = nn_config_int(c, "n_layer", 12, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 12, 1, 4096, &g->n_head)) ||
         (st = nn_config_int(c, "n_inner", 4 * g->n_embd, 1, 1 << 20, &g->n_inner)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.1, &pa)) ||
-        (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) ||
+        (st = nn_causal_lm_config_common(c, 1e-5, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         &g->attn_pdrop, &g->resid_pdrop)) ||
         (st = nn_config_act(c, "activation_function", "gelu_new", &g->act)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
         (st = nn_config_bool(c, "scale_attn_weights", true, &g->scale_attn_weights)) ||
@@ -45,14 +42,6 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         return st;
     if (g->n_embd % g->n_head)
         return ag_fail(AG_ERR_ARG, "config %s: n_embd %d is not divisible by n_head %d", c->path, g->n_embd, g->n_head);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->attn_pdrop = (float)pa;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 

@@ -21,7 +21,6 @@
 
 ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
     const char *afn;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 40478, 1, 1 << 24, &g->vocab_size)) ||
@@ -29,10 +28,9 @@ ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
         (st = nn_config_int(c, "n_embd", 768, 1, 1 << 16, &g->n_embd)) ||
         (st = nn_config_int(c, "n_layer", 12, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 12, 1, 4096, &g->n_head)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.1, &pa)) ||
-        (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) || (st = nn_config_str(c, "afn", "gelu", &afn)))
+        (st = nn_causal_lm_config_common(c, 1e-5, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         &g->attn_pdrop, &g->resid_pdrop)) ||
+        (st = nn_config_str(c, "afn", "gelu", &afn)))
         return st;
     bool tied;
     if ((st = nn_config_bool(c, "tie_word_embeddings", true, &tied))) return st;
@@ -46,14 +44,6 @@ ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
     else if (strcmp(afn, "relu") == 0) g->act = NN_ACT_RELU;
     else if (strcmp(afn, "silu") == 0 || strcmp(afn, "swish") == 0) g->act = NN_ACT_SILU;
     else return ag_fail(AG_ERR_ARG, "config %s: field \"afn\": '%s' is not one of gelu, relu, silu, swish", c->path, afn);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->attn_pdrop = (float)pa;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 
