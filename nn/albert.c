@@ -189,7 +189,7 @@ ag_tensor *nn_albert_forward(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids
                              const ag_ints *attention_mask) {
     ag_tensor *h = nn_electra_embeddings_forward(ctx, &m->emb, "albert", ids, token_type_ids); /* [B,T,E] */
     if (!h) return NULL;
-    if (!nn_electra_same_bt("albert", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
+    if (!nn_same_bt("albert", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
     h = nn_linear_forward(ctx, &m->mapping_in, h); /* [B,T,H] */
     const ag_attn_opts opts = {.key_mask = attention_mask};
     const int L = m->cfg.num_hidden_layers, G = m->cfg.num_hidden_groups, inner = m->cfg.inner_group_num;
@@ -248,7 +248,7 @@ ag_tensor *nn_albert_loss(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids, c
                                        m->cfg.problem_type_given, n_tokens);
     }
     /* masked LM: every position, -100 ignored, mean over the counted ones */
-    if (!nn_electra_same_bt("albert", "labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("albert", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     ag_tensor *loss = ag_cross_entropy(ctx, nn_albert_mlm_logits(ctx, m, h), labels, 0.0f, AG_REDUCE_MEAN);

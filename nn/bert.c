@@ -222,14 +222,6 @@ void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
 
 /* ---------------------------------------------------------------- forward */
 
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "bert: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)B, (long long)T);
-    return false;
-}
-
 /* Position ids [B,T] (RoBERTa) or [T] (BERT), in the arena. */
 static ag_ints *position_ids(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids) {
     const int64_t B = ids->shape[0], T = ids->shape[1];
@@ -271,7 +263,8 @@ ag_tensor *nn_bert_forward(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids, co
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("bert", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("bert", "attention_mask", attention_mask, B, T))
         return NULL;
     ag_ints *pos = position_ids(ctx, m, ids);
     const ag_ints *tt = token_type_ids;
@@ -410,7 +403,7 @@ ag_tensor *nn_bert_loss(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids, const
 
     /* masked LM: every position, -100 ignored, mean over the counted ones */
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("bert", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     ag_tensor *loss = ag_cross_entropy(ctx, nn_bert_mlm_logits(ctx, m, h), labels, 0.0f, AG_REDUCE_MEAN);

@@ -238,14 +238,6 @@ ag_tensor *nn_bigbird_sparse_mask(ag_ctx *ctx, const nn_bigbird *m, const ag_int
 
 /* ---------------------------------------------------------------- forward */
 
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "bigbird: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)B, (long long)T);
-    return false;
-}
-
 /* x [B,T] copied into [B,Tp] (Tp >= T) with `fill` after column T; x NULL
  * reads as all `dflt`. */
 static ag_ints *pad_ints(ag_ctx *ctx, const ag_ints *x, int64_t B, int64_t T, int64_t Tp, int32_t dflt, int32_t fill) {
@@ -366,7 +358,8 @@ ag_tensor *nn_bigbird_forward(ag_ctx *ctx, const nn_bigbird *m, const ag_ints *i
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1], bs = m->cfg.block_size;
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("bigbird", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("bigbird", "attention_mask", attention_mask, B, T))
         return NULL;
     const bool sparse = nn_bigbird_uses_block_sparse(m, T);
     if (m->cfg.block_sparse && !sparse) {
@@ -444,7 +437,7 @@ ag_tensor *nn_bigbird_loss(ag_ctx *ctx, const nn_bigbird *m, const ag_ints *ids,
         return NULL;
     }
     if (!ids) return NULL;
-    if (ids->ndim != 2 || !same_bt("labels", labels, ids->shape[0], ids->shape[1])) {
+    if (ids->ndim != 2 || !nn_same_bt("bigbird", "labels", labels, ids->shape[0], ids->shape[1])) {
         if (ids->ndim != 2) ag_fail(AG_ERR_ARG, "bigbird: input_ids must be [B,T]");
         return NULL;
     }

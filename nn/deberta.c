@@ -492,14 +492,6 @@ static ag_tensor *conv_layer(ag_ctx *ctx, const nn_deberta *m, ag_tensor *x, ag_
 
 /* ---------------------------------------------------------------- forward */
 
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "deberta: %s %s does not match input_ids [%lld,%lld]", what,
-            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
-    return false;
-}
-
 ag_tensor *nn_deberta_forward(ag_ctx *ctx, const nn_deberta *m, const ag_ints *ids, const ag_ints *token_type_ids,
                               const ag_ints *attention_mask) {
     if (!ids) return NULL;
@@ -510,7 +502,8 @@ ag_tensor *nn_deberta_forward(ag_ctx *ctx, const nn_deberta *m, const ag_ints *i
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("deberta", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("deberta", "attention_mask", attention_mask, B, T))
         return NULL;
     if (m->position.w && T > g->max_position_embeddings) {
         ag_fail(AG_ERR_ARG, "deberta: %lld positions exceed max_position_embeddings %d", (long long)T,
@@ -662,7 +655,7 @@ ag_tensor *nn_deberta_loss(ag_ctx *ctx, const nn_deberta *m, const ag_ints *ids,
     if (!h) return NULL;
     if (m->head == NN_DEBERTA_SEQ_CLS) return classifier_loss(ctx, m, nn_deberta_cls_logits(ctx, m, h), labels, n_tokens);
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("deberta", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     if (n_tokens) *n_tokens = count;

@@ -48,14 +48,6 @@ void nn_electra_embeddings_init_weights(nn_electra_embeddings *e, float std, nn_
     nn_init_norm(&e->ln);
 }
 
-bool nn_electra_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "%s: %s %s does not match input_ids [%lld,%lld]", who, what,
-            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
-    return false;
-}
-
 ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embeddings *e, const char *who,
                                          const ag_ints *ids, const ag_ints *token_type_ids) {
     if (!ids) return NULL;
@@ -65,7 +57,7 @@ ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embedding
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!nn_electra_same_bt(who, "token_type_ids", token_type_ids, B, T)) return NULL;
+    if (!nn_same_bt(who, "token_type_ids", token_type_ids, B, T)) return NULL;
     if (T > e->position.num) {
         ag_fail(AG_ERR_ARG, "%s: %lld positions exceed max_position_embeddings %d", who, (long long)T,
                 e->position.num);
@@ -248,7 +240,7 @@ ag_tensor *nn_electra_forward(ag_ctx *ctx, const nn_electra *m, const ag_ints *i
                               const ag_ints *attention_mask) {
     ag_tensor *h = nn_electra_embeddings_forward(ctx, &m->emb, "electra", ids, token_type_ids); /* [B,T,E] */
     if (!h) return NULL;
-    if (!nn_electra_same_bt("electra", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
+    if (!nn_same_bt("electra", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
     if (m->has_project) h = nn_linear_forward(ctx, &m->project, h);                             /* [B,T,H] */
     const ag_attn_opts opts = {.key_mask = attention_mask}; /* bidirectional; padding never attended */
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) h = nn_block_forward(ctx, &m->layer[l], h, NULL, &opts, NULL);
@@ -332,7 +324,7 @@ ag_tensor *nn_electra_loss(ag_ctx *ctx, const nn_electra *m, const ag_ints *ids,
         return nn_bert_classifier_loss(ctx, nn_electra_cls_logits(ctx, m, h), labels, m->cfg.problem,
                                        m->cfg.problem_type_given, n_tokens);
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!nn_electra_same_bt("electra", "labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("electra", "labels", labels, B, T)) return NULL;
     if (m->head == NN_ELECTRA_PRETRAINING)
         return discriminator_loss(ctx, nn_electra_discriminator_logits(ctx, m, h), labels, attention_mask, n_tokens);
     /* the generator: masked LM over every position, -100 ignored */

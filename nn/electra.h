@@ -56,8 +56,6 @@ ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embedding
  * name the file and the field. */
 ag_status nn_electra_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given);
 
-/* Checks that x is NULL or [B,T]; else fails naming `what` and returns false. */
-bool nn_electra_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T);
 
 /* ---------------------------------------------------------------- ELECTRA */
 

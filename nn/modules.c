@@ -141,6 +141,14 @@ ag_tensor *nn_act_forward(ag_ctx *ctx, nn_act act, ag_tensor *x) {
 
 /* ---------------------------------------------------------------- attention */
 
+bool nn_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T) {
+    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
+    char s[64];
+    ag_fail(AG_ERR_ARG, "%s: %s %s does not match input_ids [%lld,%lld]", who, what,
+            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
+    return false;
+}
+
 /* [B,T,NH*D] -> [B,T,NH,D] -> [B,NH,T,D] */
 ag_tensor *nn_split_heads(ag_ctx *ctx, ag_tensor *x, int n_head) {
     if (!x) return NULL;

@@ -98,6 +98,10 @@ ag_status nn_mha_init(ag_params *ps, nn_mha *m, const char *const *names, int d_
  * opts: causal, window, key_mask, bias (dropout is taken from the module). */
 ag_tensor *nn_mha_forward(ag_ctx *ctx, const nn_mha *m, ag_tensor *x, ag_tensor *kv, const ag_attn_opts *opts);
 
+/* Checks that a batch input x is NULL or [B,T], as input_ids; else fails with
+ * "<who>: <what> [shape] does not match input_ids [B,T]" and returns false. */
+bool nn_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T);
+
 /* [B,T,NH*D] <-> [B,NH,T,D] */
 ag_tensor *nn_split_heads(ag_ctx *ctx, ag_tensor *x, int n_head);
 ag_tensor *nn_merge_heads(ag_ctx *ctx, ag_tensor *x);

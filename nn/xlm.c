@@ -225,11 +225,7 @@ void nn_xlm_init_weights(nn_xlm *m, uint64_t seed) {
 
 /* Checks that a batch field is [B,T] like ids. */
 static bool same_shape(const char *what, const ag_ints *x, const ag_ints *ids) {
-    if (!x || (x->ndim == 2 && x->shape[0] == ids->shape[0] && x->shape[1] == ids->shape[1])) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "xlm: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)ids->shape[0], (long long)ids->shape[1]);
-    return false;
+    return nn_same_bt("xlm", what, x, ids->shape[0], ids->shape[1]);
 }
 
 /* get_masks' `mask` as floats [B,T,1]: the attention mask, or, without one,
