@@ -52,7 +52,7 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
         (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_electra_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
     /* HF's AlbertAttention skips this check (the config always has
      * embedding_size) and then fails at the first forward; refuse it here */

@@ -28,11 +28,36 @@
 
 /* ---------------------------------------------------------------- config */
 
+ag_status nn_bert_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given) {
+    const char *type;
+    ag_status st;
+    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, num_labels)) ||
+        (st = nn_config_str(c, "problem_type", NULL, &type)))
+        return st;
+    /* PretrainedConfig: num_labels is len(id2label) when the config has one,
+     * which is how save_pretrained writes it */
+    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
+    if (id2label && !cJSON_IsNull(id2label)) {
+        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
+            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
+        *num_labels = cJSON_GetArraySize(id2label);
+    }
+    *given = type != NULL;
+    *problem = *num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
+    if (!type) return AG_OK;
+    if (strcmp(type, "regression") == 0) *problem = NN_BERT_REGRESSION;
+    else if (strcmp(type, "single_label_classification") == 0) *problem = NN_BERT_SINGLE_LABEL;
+    else if (strcmp(type, "multi_label_classification") == 0) *problem = NN_BERT_MULTI_LABEL;
+    else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
+                        "single_label_classification, multi_label_classification)", c->path, type);
+    return AG_OK;
+}
+
 ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *g) {
     memset(g, 0, sizeof *g);
     g->roberta = roberta;
     double range, pc;
-    const char *pos_type, *problem;
+    const char *pos_type;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 30522, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "hidden_size", 768, 1, 1 << 16, &g->hidden_size)) ||
@@ -49,18 +74,9 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         (st = nn_config_num(c, "classifier_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one,
-     * which is how save_pretrained writes it */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
                        g->hidden_size, g->num_attention_heads);
@@ -77,17 +93,6 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
     if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout\" must be in [0, 1)", c->path);
     g->initializer_range = (float)range;
     g->classifier_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
-    /* problem_type: given, or (as forward() decides) regression for one label
-     * and otherwise by the labels' shape */
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
     return AG_OK;
 }
 

@@ -81,6 +81,13 @@ typedef struct nn_bert {
  * defaults and positions. Errors name the file and the field. */
 ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *cfg);
 
+/* The classifier's label fields of a config, as PretrainedConfig reads them
+ * (BERT, ALBERT, ELECTRA, DeBERTa, XLM): num_labels (default 2) or
+ * len(id2label) when present, and problem_type (NULL: regression for one
+ * label, else single-label; *given false). Errors name the file and the
+ * field. */
+ag_status nn_bert_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given);
+
 /* Declares every parameter of the class in `ps`, in Hugging Face's
  * named_parameters() order (call ag_params_finalize afterwards). Returns AG_OK,
  * or the registry's error (a repeated name, out of memory). */

@@ -91,7 +91,7 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
     double range, pc;
     int pooler_size, head_size, groups;
     bool talking_head;
-    const char *norm_rel, *problem;
+    const char *norm_rel;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", v2 ? 128100 : 50265, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "hidden_size", 768, 1, 1 << 16, &g->hidden_size)) ||
@@ -114,8 +114,8 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
         (st = nn_config_int(c, "max_relative_positions", -1, INT_MIN, 1 << 20, &g->max_relative_positions)) ||
         (st = nn_config_bool(c, "position_biased_input", true, &g->position_biased_input)) ||
         (st = nn_config_bool(c, "talking_head", false, &talking_head)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
-        (st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)) || (st = read_pos_att_type(c, g)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)) ||
+        (st = read_pos_att_type(c, g)))
         return st;
     if (v2 && ((st = nn_config_int(c, "position_buckets", -1, INT_MIN, 1 << 20, &g->position_buckets)) ||
                (st = nn_config_bool(c, "share_att_key", false, &g->share_att_key)) ||
@@ -172,23 +172,8 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
                                c->path, tok);
         }
     }
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
     g->initializer_range = (float)range;
     g->cls_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
     return AG_OK;
 }
 

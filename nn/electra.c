@@ -80,30 +80,6 @@ ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embedding
     return ag_dropout(ctx, nn_norm_forward(ctx, &e->ln, x), e->dropout);
 }
 
-ag_status nn_electra_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given) {
-    const char *type;
-    ag_status st;
-    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, num_labels)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &type)))
-        return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        *num_labels = cJSON_GetArraySize(id2label);
-    }
-    *given = type != NULL;
-    *problem = *num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (!type) return AG_OK;
-    if (strcmp(type, "regression") == 0) *problem = NN_BERT_REGRESSION;
-    else if (strcmp(type, "single_label_classification") == 0) *problem = NN_BERT_SINGLE_LABEL;
-    else if (strcmp(type, "multi_label_classification") == 0) *problem = NN_BERT_MULTI_LABEL;
-    else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                        "single_label_classification, multi_label_classification)", c->path, type);
-    return AG_OK;
-}
-
 /* ---------------------------------------------------------------- config */
 
 ag_status nn_electra_config_read(const nn_config *c, nn_electra_config *g) {
@@ -129,7 +105,7 @@ ag_status nn_electra_config_read(const nn_config *c, nn_electra_config *g) {
         (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_electra_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,

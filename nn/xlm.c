@@ -23,25 +23,17 @@
 /* ---------------------------------------------------------------- config */
 
 static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
-    const char *type, *act, *problem;
+    const char *type, *act;
     bool use_proj, to_labels;
     ag_status st;
-    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)) ||
+    if ((st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)) ||
         (st = nn_config_str(c, "summary_type", "first", &type)) ||
         (st = nn_config_bool(c, "summary_use_proj", true, &use_proj)) ||
         (st = nn_config_bool(c, "summary_proj_to_labels", true, &to_labels)) ||
         (st = nn_config_str(c, "summary_activation", NULL, &act)) ||
         (st = nn_config_prob(c, "summary_first_dropout", 0.1, &g->summary_first_dropout)) ||
-        (st = nn_config_prob(c, "summary_last_dropout", 0.0, &g->summary_last_dropout)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)))
+        (st = nn_config_prob(c, "summary_last_dropout", 0.0, &g->summary_last_dropout)))
         return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
     if (strcmp(type, "first") == 0) g->summary_last = false;
     else if (strcmp(type, "last") == 0) g->summary_last = true;
     else return ag_fail(AG_ERR_ARG, "config %s: field \"summary_type\" is '%s'; tapegrad builds \"first\" and "
@@ -53,17 +45,6 @@ static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
     g->has_summary_act = act && act[0];
     if (g->has_summary_act && !nn_act_from_name(act, &g->summary_act))
         return ag_fail(AG_ERR_ARG, "config %s: field \"summary_activation\": unknown activation '%s'", c->path, act);
-    /* problem_type: given, or (as forward() decides) regression for one label
-     * and otherwise by the labels' shape */
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
     return AG_OK;
 }
 
