@@ -98,26 +98,40 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
 
 /* ---------------------------------------------------------------- parameters */
 
-static ag_status declare_layer(ag_params *ps, nn_bert_layer *L, const char *p, int l, const nn_bert_config *cfg) {
-    char q[NN_NAME_MAX], k[NN_NAME_MAX], v[NN_NAME_MAX], o[NN_NAME_MAX], name[NN_NAME_MAX];
-    const int C = cfg->hidden_size, I = cfg->intermediate_size, NH = cfg->num_attention_heads;
-    const char *names[4] = {nn_name(q, "%sencoder.layer.%d.attention.self.query", p, l),
-                            nn_name(k, "%sencoder.layer.%d.attention.self.key", p, l),
-                            nn_name(v, "%sencoder.layer.%d.attention.self.value", p, l),
-                            nn_name(o, "%sencoder.layer.%d.attention.output.dense", p, l)};
+ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, int l, int C, int I, int NH,
+                                float eps, float attn_dropout, bool qkv_bias) {
+    char name[NN_NAME_MAX];
+    memset(L, 0, sizeof *L);
+    nn_mha *a = &L->attn; /* nn_mha_init's separate q, k, v, o, with the biases chosen one by one */
+    a->d_model = C, a->n_head = NH, a->d_head = C / NH;
+    a->attn_dropout = attn_dropout;
     ag_status st;
-    if ((st = nn_mha_init(ps, &L->attn, names, C, NH, C / NH, false, true, AG_LINEAR_OUT_IN)) ||
+    if ((st = nn_linear_init(ps, &a->q, nn_name(name, "%sencoder.layer.%d.attention.self.query", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->k, nn_name(name, "%sencoder.layer.%d.attention.self.key", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->v, nn_name(name, "%sencoder.layer.%d.attention.self.value", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->o, nn_name(name, "%sencoder.layer.%d.attention.output.dense", p, l), C, C, true,
+                             AG_LINEAR_OUT_IN)) ||
         (st = nn_layernorm_init(ps, &L->attn_ln, nn_name(name, "%sencoder.layer.%d.attention.output.LayerNorm", p, l),
-                                C, cfg->layer_norm_eps)) ||
+                                C, eps)) ||
         (st = nn_linear_init(ps, &L->intermediate, nn_name(name, "%sencoder.layer.%d.intermediate.dense", p, l), C, I,
                              true, AG_LINEAR_OUT_IN)) ||
         (st = nn_linear_init(ps, &L->output, nn_name(name, "%sencoder.layer.%d.output.dense", p, l), I, C, true,
                              AG_LINEAR_OUT_IN)) ||
         (st = nn_layernorm_init(ps, &L->output_ln, nn_name(name, "%sencoder.layer.%d.output.LayerNorm", p, l), C,
-                                cfg->layer_norm_eps)))
+                                eps)))
         return st;
-    L->attn.attn_dropout = cfg->attention_probs_dropout_prob;
     return AG_OK;
+}
+
+void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r) {
+    nn_init_linear(&L->attn.q, std, r), nn_init_linear(&L->attn.k, std, r);
+    nn_init_linear(&L->attn.v, std, r), nn_init_linear(&L->attn.o, std, r);
+    nn_init_norm(&L->attn_ln);
+    nn_init_linear(&L->intermediate, std, r), nn_init_linear(&L->output, std, r);
+    nn_init_norm(&L->output_ln);
 }
 
 /* The MLM head. named_parameters() yields the head's own bias first (it is a
@@ -166,7 +180,9 @@ ag_status nn_bert_declare(ag_params *ps, nn_bert *m, const nn_bert_config *cfg, 
     m->layer = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layer);
     if (!m->layer) return ag_fail(AG_ERR_MEMORY, "bert: out of memory");
     for (int l = 0; l < cfg->num_hidden_layers; ++l)
-        if ((st = declare_layer(ps, &m->layer[l], p, l, cfg))) return st;
+        if ((st = nn_bert_layer_declare(ps, &m->layer[l], p, l, C, cfg->intermediate_size, cfg->num_attention_heads,
+                                        cfg->layer_norm_eps, cfg->attention_probs_dropout_prob, true)))
+            return st;
     if (m->has_pooler &&
         (st = nn_linear_init(ps, &m->pooler, nn_name(name, "%spooler.dense", p), C, C, true, AG_LINEAR_OUT_IN)))
         return st;
@@ -205,14 +221,7 @@ void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
     nn_init_embedding(&m->position, std, &r);
     nn_init_embedding(&m->token_type, std, &r);
     nn_init_norm(&m->emb_ln);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_bert_layer *L = &m->layer[l];
-        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
-        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
-        nn_init_norm(&L->attn_ln);
-        nn_init_linear(&L->intermediate, std, &r), nn_init_linear(&L->output, std, &r);
-        nn_init_norm(&L->output_ln);
-    }
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
     if (m->decoder_b) {
         nn_init_const(m->decoder_b, 0);

@@ -93,6 +93,18 @@ ag_status nn_bert_read_labels(const nn_config *c, int *num_labels, nn_bert_probl
  * or the registry's error (a repeated name, out of memory). */
 ag_status nn_bert_declare(ag_params *ps, nn_bert *m, const nn_bert_config *cfg, nn_bert_head head);
 void nn_bert_free(nn_bert *m);
+/* Declares one BertLayer (BigBird's layer too) in its named_parameters()
+ * order: <p>encoder.layer.<l>.attention.self.{query,key,value},
+ * .attention.output.{dense,LayerNorm}, .intermediate.dense and
+ * .output.{dense,LayerNorm}; C wide, I inner, NH heads, LayerNorm eps,
+ * attn_dropout on the attention probabilities. qkv_bias: query, key and value
+ * carry biases (always in BERT; BigBird's use_bias); the output dense always
+ * does. Returns AG_OK or the registry's error. */
+ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, int l, int C, int I, int NH,
+                                float eps, float attn_dropout, bool qkv_bias);
+/* The layer's _init_weights: Linear weights N(0, std), zero biases, LayerNorms 1 and 0. */
+void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r);
+
 /* Hugging Face's _init_weights: N(0, initializer_range) for every Linear and
  * Embedding weight, the padding rows of embeddings that have one set to zero,
  * zero biases (the MLM bias too), LayerNorms 1 and 0. */

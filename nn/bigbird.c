@@ -80,34 +80,6 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
 
 /* ---------------------------------------------------------------- parameters */
 
-static ag_status declare_layer(ag_params *ps, nn_bert_layer *L, const char *p, int l, const nn_bigbird_config *g) {
-    const int C = g->hidden_size, I = g->intermediate_size, NH = g->num_attention_heads;
-    char name[NN_NAME_MAX];
-    nn_mha *a = &L->attn;
-    a->d_model = C, a->n_head = NH, a->d_head = C / NH;
-    a->attn_dropout = g->attention_probs_dropout_prob;
-    ag_status st;
-    /* query, key and value carry biases only with use_bias; the output dense always does */
-    if ((st = nn_linear_init(ps, &a->q, nn_name(name, "%sencoder.layer.%d.attention.self.query", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->k, nn_name(name, "%sencoder.layer.%d.attention.self.key", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->v, nn_name(name, "%sencoder.layer.%d.attention.self.value", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->o, nn_name(name, "%sencoder.layer.%d.attention.output.dense", p, l), C, C, true,
-                             AG_LINEAR_OUT_IN)) ||
-        (st = nn_layernorm_init(ps, &L->attn_ln, nn_name(name, "%sencoder.layer.%d.attention.output.LayerNorm", p, l),
-                                C, g->layer_norm_eps)) ||
-        (st = nn_linear_init(ps, &L->intermediate, nn_name(name, "%sencoder.layer.%d.intermediate.dense", p, l), C, I,
-                             true, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &L->output, nn_name(name, "%sencoder.layer.%d.output.dense", p, l), I, C, true,
-                             AG_LINEAR_OUT_IN)) ||
-        (st = nn_layernorm_init(ps, &L->output_ln, nn_name(name, "%sencoder.layer.%d.output.LayerNorm", p, l), C,
-                                g->layer_norm_eps)))
-        return st;
-    return AG_OK;
-}
-
 ag_status nn_bigbird_declare(ag_params *ps, nn_bigbird *m, const nn_bigbird_config *cfg, nn_bigbird_head head) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -128,7 +100,9 @@ ag_status nn_bigbird_declare(ag_params *ps, nn_bigbird *m, const nn_bigbird_conf
     m->layer = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layer);
     if (!m->layer) return ag_fail(AG_ERR_MEMORY, "bigbird: out of memory");
     for (int l = 0; l < cfg->num_hidden_layers; ++l)
-        if ((st = declare_layer(ps, &m->layer[l], p, l, cfg))) return st;
+        if ((st = nn_bert_layer_declare(ps, &m->layer[l], p, l, C, cfg->intermediate_size, cfg->num_attention_heads,
+                                        cfg->layer_norm_eps, cfg->attention_probs_dropout_prob, cfg->use_bias)))
+            return st;
     /* both classes build BigBirdModel with its pooler */
     if ((st = nn_linear_init(ps, &m->pooler, nn_name(name, "%spooler", p), C, C, true, AG_LINEAR_OUT_IN))) return st;
     if (head == NN_BIGBIRD_MODEL) return AG_OK;
@@ -164,14 +138,7 @@ void nn_bigbird_init_weights(nn_bigbird *m, uint64_t seed) {
     nn_init_embedding(&m->position, std, &r);
     nn_init_embedding(&m->token_type, std, &r);
     nn_init_norm(&m->emb_ln);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_bert_layer *L = &m->layer[l];
-        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
-        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
-        nn_init_norm(&L->attn_ln);
-        nn_init_linear(&L->intermediate, std, &r), nn_init_linear(&L->output, std, &r);
-        nn_init_norm(&L->output_ln);
-    }
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
     if (m->decoder_b) {
         nn_init_const(m->decoder_b, 0);
