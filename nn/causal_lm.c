@@ -37,6 +37,13 @@ ag_status nn_causal_lm_config_common(const nn_config *c, double eps_dflt, double
     return AG_OK;
 }
 
+int nn_causal_lm_tied_head_alias(const char *alias[][2], int cap, bool tied, const ag_tensor *word) {
+    if (!tied || cap < 1) return 0;
+    alias[0][0] = "lm_head.weight";
+    alias[0][1] = word->name;
+    return 1;
+}
+
 ag_ints *nn_causal_lm_positions(ag_ctx *ctx, int64_t T, int64_t pos_offset) {
     ag_ints *pos = ag_ints_from(ctx, NULL, 1, AG_SHAPE(T));
     if (!pos) return NULL;

@@ -33,6 +33,11 @@ ag_status nn_causal_lm_config_common(const nn_config *c, double eps_dflt, double
                                      float *layer_norm_epsilon, float *initializer_range, float *embd_pdrop,
                                      float *attn_pdrop, float *resid_pdrop);
 
+/* The checkpoint alias of an LM head tied to the token embedding `word`:
+ * "lm_head.weight" -> word's name, written to alias[0] when tied (the class
+ * has the head and ties it) and cap >= 1. Returns the number written, 0 or 1. */
+int nn_causal_lm_tied_head_alias(const char *alias[][2], int cap, bool tied, const ag_tensor *word);
+
 /* The positions pos_offset .. pos_offset+T-1 as an [T] integer tensor in the
  * step arena (every row of the batch shares them), or NULL. */
 ag_ints *nn_causal_lm_positions(ag_ctx *ctx, int64_t T, int64_t pos_offset);

@@ -88,10 +88,7 @@ void nn_ctrl_free(nn_ctrl *m) {
 }
 
 int nn_ctrl_aliases(const nn_ctrl *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->w.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head, m->w.w);
 }
 
 void nn_ctrl_init_weights(nn_ctrl *m, uint64_t seed) {

@@ -187,10 +187,7 @@ void nn_gpt_neo_free(nn_gpt_neo *m) {
 }
 
 int nn_gpt_neo_aliases(const nn_gpt_neo *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || !m->cfg.tie_word_embeddings || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->wte.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head && m->cfg.tie_word_embeddings, m->wte.w);
 }
 
 void nn_gpt_neo_init_weights(nn_gpt_neo *m, uint64_t seed) {

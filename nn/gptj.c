@@ -96,10 +96,7 @@ void nn_gptj_free(nn_gptj *m) {
 }
 
 int nn_gptj_aliases(const nn_gptj *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || !m->cfg.tie_word_embeddings || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->wte.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head && m->cfg.tie_word_embeddings, m->wte.w);
 }
 
 void nn_gptj_init_weights(nn_gptj *m, uint64_t seed) {

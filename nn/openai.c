@@ -84,10 +84,7 @@ void nn_openai_free(nn_openai *m) {
 }
 
 int nn_openai_aliases(const nn_openai *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->tokens_embed.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head, m->tokens_embed.w);
 }
 
 void nn_openai_init_weights(nn_openai *m, uint64_t seed) {
