@@ -126,6 +126,14 @@ ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, 
     return AG_OK;
 }
 
+void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embedding *position,
+                                     const nn_embedding *token_type, const nn_norm *ln, float std, nn_init_rng *r) {
+    nn_init_embedding(word, std, r);
+    nn_init_embedding(position, std, r);
+    nn_init_embedding(token_type, std, r);
+    nn_init_norm(ln);
+}
+
 void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r) {
     nn_init_linear(&L->attn.q, std, r), nn_init_linear(&L->attn.k, std, r);
     nn_init_linear(&L->attn.v, std, r), nn_init_linear(&L->attn.o, std, r);
@@ -217,10 +225,7 @@ int nn_bert_aliases(const nn_bert *m, const char *alias[][2], int cap) {
 void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    nn_init_embedding(&m->word, std, &r);
-    nn_init_embedding(&m->position, std, &r);
-    nn_init_embedding(&m->token_type, std, &r);
-    nn_init_norm(&m->emb_ln);
+    nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
     if (m->decoder_b) {

@@ -102,6 +102,11 @@ void nn_bert_free(nn_bert *m);
  * does. Returns AG_OK or the registry's error. */
 ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, int l, int C, int I, int NH,
                                 float eps, float attn_dropout, bool qkv_bias);
+/* BertEmbeddings' _init_weights (BERT, BigBird, ELECTRA and ALBERT,
+ * BERT2BERT): the word, position and token type tables N(0, std) with their
+ * padding rows 0, then the LayerNorm 1 and 0. */
+void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embedding *position,
+                                     const nn_embedding *token_type, const nn_norm *ln, float std, nn_init_rng *r);
 /* The layer's _init_weights: Linear weights N(0, std), zero biases, LayerNorms 1 and 0. */
 void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r);
 

@@ -134,10 +134,7 @@ int nn_bigbird_aliases(const nn_bigbird *m, const char *alias[][2], int cap) {
 void nn_bigbird_init_weights(nn_bigbird *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    nn_init_embedding(&m->word, std, &r);
-    nn_init_embedding(&m->position, std, &r);
-    nn_init_embedding(&m->token_type, std, &r);
-    nn_init_norm(&m->emb_ln);
+    nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
     if (m->decoder_b) {

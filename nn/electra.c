@@ -42,10 +42,7 @@ ag_status nn_electra_embeddings_init(ag_params *ps, nn_electra_embeddings *e, co
 }
 
 void nn_electra_embeddings_init_weights(nn_electra_embeddings *e, float std, nn_init_rng *r) {
-    nn_init_embedding(&e->word, std, r);
-    nn_init_embedding(&e->position, std, r);
-    nn_init_embedding(&e->token_type, std, r);
-    nn_init_norm(&e->ln);
+    nn_bert_embeddings_init_weights(&e->word, &e->position, &e->token_type, &e->ln, std, r);
 }
 
 ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embeddings *e, const char *who,
@@ -194,14 +191,7 @@ void nn_electra_init_weights(nn_electra *m, uint64_t seed) {
     const float std = m->cfg.initializer_range;
     nn_electra_embeddings_init_weights(&m->emb, std, &r);
     nn_init_linear(&m->project, std, &r);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_block *L = &m->layer[l];
-        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
-        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
-        nn_init_norm(&L->ln1);
-        nn_init_linear(&L->ffn.wi, std, &r), nn_init_linear(&L->ffn.wo, std, &r);
-        nn_init_norm(&L->ln2);
-    }
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_block_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->disc_dense, std, &r), nn_init_linear(&m->disc_prediction, std, &r);
     nn_init_norm(&m->gen_ln);
     nn_init_linear(&m->gen_dense, std, &r);

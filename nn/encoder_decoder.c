@@ -182,23 +182,8 @@ int nn_bert2bert_aliases(const nn_bert2bert *m, const char *alias[][2], int cap)
 }
 
 static void init_side(nn_bert2bert_embeddings *e, nn_block *layers, int n, float std, nn_init_rng *r) {
-    nn_init_embedding(&e->word, std, r);
-    nn_init_embedding(&e->position, std, r);
-    nn_init_embedding(&e->token_type, std, r);
-    nn_init_norm(&e->ln);
-    for (int l = 0; l < n; ++l) {
-        nn_block *b = &layers[l];
-        nn_init_linear(&b->attn.q, std, r), nn_init_linear(&b->attn.k, std, r);
-        nn_init_linear(&b->attn.v, std, r), nn_init_linear(&b->attn.o, std, r);
-        nn_init_norm(&b->ln1);
-        if (b->cfg.cross_attention) {
-            nn_init_linear(&b->cross.q, std, r), nn_init_linear(&b->cross.k, std, r);
-            nn_init_linear(&b->cross.v, std, r), nn_init_linear(&b->cross.o, std, r);
-            nn_init_norm(&b->ln_cross);
-        }
-        nn_init_linear(&b->ffn.wi, std, r), nn_init_linear(&b->ffn.wo, std, r);
-        nn_init_norm(&b->ln2);
-    }
+    nn_bert_embeddings_init_weights(&e->word, &e->position, &e->token_type, &e->ln, std, r);
+    for (int l = 0; l < n; ++l) nn_block_init_weights(&layers[l], std, r);
 }
 
 void nn_bert2bert_init_weights(nn_bert2bert *m, uint64_t seed) {

@@ -239,6 +239,12 @@ ag_status nn_block_init(ag_params *ps, nn_block *b, const char *prefix, const nn
  * Returns y [B,T,C], or NULL: at once for a NULL x (keeping the first message),
  * AG_ERR_ARG naming the block when x or enc is not [B,*,d_model], when a
  * decoder block gets no enc or an encoder block gets one, or an op's error. */
+/* _init_weights of a block as the BERT-style families built on nn_block apply
+ * it (ELECTRA, BERT2BERT): each Linear N(0, std) with zero biases, each
+ * LayerNorm 1 and 0, in declaration order: attention q, k, v, o, ln1; with
+ * cross_attention the cross q, k, v, o, ln_cross; the FFN's wi, wo; ln2. */
+void nn_block_init_weights(const nn_block *b, float std, nn_init_rng *r);
+
 ag_tensor *nn_block_forward(ag_ctx *ctx, const nn_block *b, ag_tensor *x, ag_tensor *enc,
                             const ag_attn_opts *self_opts, const ag_attn_opts *cross_opts);
 
