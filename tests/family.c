@@ -49,18 +49,32 @@ void family_load(recipe_model *m, recipe_batch *b, const char *dir, const char *
     assert_int_equal(recipe_batch_load(b, path), AG_OK);
 }
 
-int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double *worst) {
-    /* every reference gradient first, for the model-wide scale */
-    float **want = calloc((size_t)ps->n, sizeof *want);
-    double global = 0;
+/* Every parameter's reference gradient grads/<name> in e, each as long as its
+ * tensor, and in *all_max the largest |value| of them all (the model-wide
+ * scale). A missing one fails the test ("<what>: no grads/<name>") unless
+ * missing_ok: then its entry is NULL. The caller frees the entries and the
+ * array. */
+static float **read_reference_grads(const ag_params *ps, hid_t e, const char *what, bool missing_ok,
+                                    double *all_max) {
+    float **g = calloc((size_t)ps->n, sizeof *g);
+    *all_max = 0;
     for (int64_t i = 0; i < ps->n; ++i) {
         char name[300];
         int64_t n = 0;
         snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
-        if (!(want[i] = h5_read_floats(e, name, &n))) fail_msg("%s: no %s", what, name);
+        if (!(g[i] = h5_read_floats(e, name, &n))) {
+            if (missing_ok) continue;
+            fail_msg("%s: no %s", what, name);
+        }
         assert_int_equal(n, ps->p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
+        for (int64_t j = 0; j < n; ++j) *all_max = fmax(*all_max, fabs(g[i][j]));
     }
+    return g;
+}
+
+int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double *worst) {
+    double global;
+    float **want = read_reference_grads(ps, e, what, false, &global);
     int bad = 0;
     *worst = 0;
     for (int64_t i = 0; i < ps->n; ++i) {
@@ -87,39 +101,24 @@ int family_compare_grads(const ag_params *ps, hid_t e, const char *what, double 
 }
 
 int family_compare_grads_plain(const ag_params *ps, hid_t e, double *worst) {
+    double all_max;
+    float **g = read_reference_grads(ps, e, "expected.h5", false, &all_max);
     int bad = 0;
     *worst = 0;
     for (int64_t i = 0; i < ps->n; ++i) {
         const ag_tensor *t = ps->p[i];
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g = h5_read_floats(e, name, &n);
-        if (!g) fail_msg("%s: no gradient in the fixture", name);
-        assert_int_equal(n, t->numel);
-        for (int64_t j = 0; j < n; ++j) *worst = fmax(*worst, fabs(t->grad[j] - g[j]));
-        bad += !check_close(t->name, t->grad, g, n, 1e-4, 1e-4);
-        free(g);
+        for (int64_t j = 0; j < t->numel; ++j) *worst = fmax(*worst, fabs(t->grad[j] - g[i][j]));
+        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
+        free(g[i]);
     }
+    free(g);
     return bad;
 }
 
 int family_compare_grads_stats(const ag_params *ps, hid_t e, const char *what, bool frozen_ok,
                                family_grad_stats *st) {
-    /* the reference gradients (NULL: none, when frozen_ok), and the largest of them all */
-    float **g = calloc((size_t)ps->n, sizeof *g);
-    double all_max = 0;
-    for (int64_t i = 0; i < ps->n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
-        if (!(g[i] = h5_read_floats(e, name, &n))) {
-            if (frozen_ok) continue;
-            fail_msg("%s: expected.h5 has no %s", what, name);
-        }
-        assert_int_equal(n, ps->p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
-    }
+    double all_max;
+    float **g = read_reference_grads(ps, e, what, frozen_ok, &all_max); /* NULL: none, when frozen_ok */
     int bad = 0;
     *st = (family_grad_stats){0};
     for (int64_t i = 0; i < ps->n; ++i) {
@@ -244,7 +243,7 @@ void family_check_adamw_trajectory(recipe_model *m, const recipe_batch *b, hid_t
 
 /* ---------------------------------------------------------------- configs */
 
-const char *family_temp_config(const char *text) {
+const char *temp_config(const char *text) {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
     int fd = mkstemp(path);
@@ -255,27 +254,29 @@ const char *family_temp_config(const char *text) {
     return path;
 }
 
-int64_t family_count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = family_temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
+void family_declare_text(recipe_model *m, const char *config_text, const char *arch) {
+    const char *path = temp_config(config_text);
+    ag_status st = recipe_model_declare(m, path, arch);
     remove(path);
     if (st != AG_OK) fail_msg("%s", ag_error());
+}
+
+int64_t count_params(const char *config_text, const char *arch) {
+    recipe_model m;
+    family_declare_text(&m, config_text, arch);
     int64_t total = m.ps.total;
     recipe_model_free(&m);
     return total;
 }
 
 void family_build_text(recipe_model *m, const char *config_text, uint64_t seed) {
-    const char *path = family_temp_config(config_text);
-    assert_int_equal(recipe_model_declare(m, path, NULL), AG_OK);
-    remove(path);
+    family_declare_text(m, config_text, NULL);
     assert_int_equal(recipe_model_alloc(m, seed), AG_OK);
 }
 
-void family_expect_config_error(const char *text, const char *needle) {
+void expect_config_error(const char *text, const char *needle) {
     recipe_model m;
-    const char *path = family_temp_config(text);
+    const char *path = temp_config(text);
     ag_status st = recipe_model_declare(&m, path, NULL);
     remove(path);
     recipe_model_free(&m);

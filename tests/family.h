@@ -64,7 +64,7 @@ typedef struct {
  * XLM's k_lin.bias, c_attn's key third); float64 leaves ~1e-17 of it, float32
  * ~1e-9, so ours must stay within 1e-6 of the model's largest gradient. Every
  * other tensor within 1e-4 (check_close). A parameter missing from e fails the
- * test ("<what>: expected.h5 has no grads/<name>") unless frozen_ok: then it
+ * test ("<what>: no grads/<name>") unless frozen_ok: then it
  * needs no gradient (a fixed table) and ours must be exactly 0. Returns the
  * number of failures; *st receives the figures. */
 int family_compare_grads_stats(const ag_params *ps, hid_t e, const char *what, bool frozen_ok,
@@ -104,22 +104,29 @@ typedef void (*family_noise_fn)(hid_t e, const ag_tensor *t, int64_t n, bool *no
 void family_check_adamw_trajectory(recipe_model *m, const recipe_batch *b, hid_t e, family_noise_fn is_noise,
                                    const char *noise_what);
 
+/* The config helpers below keep the names the family tests have always called
+ * them by. */
+
 /* Writes text to a new temporary file and returns its path (a static buffer,
  * valid until the next call; the caller removes the file). */
-const char *family_temp_config(const char *text);
+const char *temp_config(const char *text);
+
+/* Declares config text's class (arch, or architectures[0]) from a temporary
+ * file, without allocating it. Fails the test with the library's message if
+ * the config is refused. */
+void family_declare_text(recipe_model *m, const char *config_text, const char *arch);
 
 /* The parameter total of config_text's class (arch, or architectures[0]),
  * declared only, never allocated. Fails the test if the config is refused. */
-int64_t family_count_params(const char *config_text, const char *arch);
+int64_t count_params(const char *config_text, const char *arch);
 
-/* Declares config text's class (architectures[0]) and allocates it with
- * Hugging Face's init drawn from seed. Fails the test if the config is
- * refused. */
+/* family_declare_text (architectures[0]), then allocates the class with
+ * Hugging Face's init drawn from seed. */
 void family_build_text(recipe_model *m, const char *config_text, uint64_t seed);
 
 /* Declares config text's class (architectures[0]); it must be refused with a
  * message containing needle (typically the field's quoted name). */
-void family_expect_config_error(const char *text, const char *needle);
+void expect_config_error(const char *text, const char *needle);
 
 /* Checks the spread of one initialised parameter of ps: the sample mean within
  * 0.002 + 0.1 std of `mean`, the sample standard deviation within

@@ -125,25 +125,25 @@ static void test_parameter_counts(void **state) {
     ", \"hidden_size\": " #H ", \"num_hidden_layers\": " #L ", \"num_attention_heads\": " #NH \
     ", \"intermediate_size\": " #I "}"
     const char *albert_base = ALBERT(128, 768, 12, 12, 3072);
-    assert_int_equal(family_count_params(albert_base, "AlbertModel"), 11683584);
-    assert_int_equal(family_count_params(albert_base, "AlbertForMaskedLM"), 11221680);
-    assert_int_equal(family_count_params(albert_base, "AlbertForPreTraining"), 11813810);
+    assert_int_equal(count_params(albert_base, "AlbertModel"), 11683584);
+    assert_int_equal(count_params(albert_base, "AlbertForMaskedLM"), 11221680);
+    assert_int_equal(count_params(albert_base, "AlbertForPreTraining"), 11813810);
     /* large (1024, 24 layers, 16 heads), xlarge (2048, 24, 16), xxlarge (4096, 12, 64): one shared layer each */
-    assert_int_equal(family_count_params(ALBERT(128, 1024, 24, 16, 4096), "AlbertModel"), 17683968);
-    assert_int_equal(family_count_params(ALBERT(128, 2048, 24, 16, 8192), "AlbertModel"), 58724864);
-    assert_int_equal(family_count_params(ALBERT(128, 4096, 12, 64, 16384), "AlbertModel"), 222595584);
+    assert_int_equal(count_params(ALBERT(128, 1024, 24, 16, 4096), "AlbertModel"), 17683968);
+    assert_int_equal(count_params(ALBERT(128, 2048, 24, 16, 8192), "AlbertModel"), 58724864);
+    assert_int_equal(count_params(ALBERT(128, 4096, 12, 64, 16384), "AlbertModel"), 222595584);
 #undef ALBERT
 #define ELECTRA(E, H, L, NH, I) "{\"model_type\": \"electra\", \"embedding_size\": " #E ", \"hidden_size\": " #H \
     ", \"num_hidden_layers\": " #L ", \"num_attention_heads\": " #NH ", \"intermediate_size\": " #I "}"
     const char *small = ELECTRA(128, 256, 12, 4, 1024), *base = ELECTRA(768, 768, 12, 12, 3072);
-    assert_int_equal(family_count_params(small, "ElectraModel"), 13483008);
-    assert_int_equal(family_count_params(small, "ElectraForPreTraining"), 13549057);
-    assert_int_equal(family_count_params(base, "ElectraModel"), 108891648);
-    assert_int_equal(family_count_params(base, "ElectraForPreTraining"), 109483009);
+    assert_int_equal(count_params(small, "ElectraModel"), 13483008);
+    assert_int_equal(count_params(small, "ElectraForPreTraining"), 13549057);
+    assert_int_equal(count_params(base, "ElectraModel"), 108891648);
+    assert_int_equal(count_params(base, "ElectraForPreTraining"), 109483009);
     /* electra-large-discriminator: BERT-large's encoder without the pooler */
-    assert_int_equal(family_count_params(ELECTRA(1024, 1024, 24, 16, 4096), "ElectraModel"), 334092288);
+    assert_int_equal(count_params(ELECTRA(1024, 1024, 24, 16, 4096), "ElectraModel"), 334092288);
     /* ElectraConfig's defaults are electra-small's */
-    assert_int_equal(family_count_params("{\"model_type\": \"electra\"}", "ElectraModel"), 13483008);
+    assert_int_equal(count_params("{\"model_type\": \"electra\"}", "ElectraModel"), 13483008);
 #undef ELECTRA
 }
 
@@ -181,30 +181,30 @@ static void test_init(void **state) {
 
 static void test_bad_configs(void **state) {
 #define ALBERT "{\"model_type\": \"albert\", \"architectures\": [\"AlbertForMaskedLM\"], "
-    family_expect_config_error(ALBERT "\"embedding_size\": \"wide\"}", "\"embedding_size\"");
-    family_expect_config_error(ALBERT "\"hidden_size\": 768, \"num_attention_heads\": 5}", "divisible");
-    family_expect_config_error(ALBERT "\"num_hidden_groups\": 0}", "\"num_hidden_groups\"");
-    family_expect_config_error(ALBERT "\"inner_group_num\": 0}", "\"inner_group_num\"");
-    family_expect_config_error(ALBERT "\"hidden_act\": \"cubic\"}", "hidden_act");
-    family_expect_config_error(ALBERT "\"classifier_dropout_prob\": 1}", "\"classifier_dropout_prob\"");
-    family_expect_config_error(ALBERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
-    family_expect_config_error(ALBERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
+    expect_config_error(ALBERT "\"embedding_size\": \"wide\"}", "\"embedding_size\"");
+    expect_config_error(ALBERT "\"hidden_size\": 768, \"num_attention_heads\": 5}", "divisible");
+    expect_config_error(ALBERT "\"num_hidden_groups\": 0}", "\"num_hidden_groups\"");
+    expect_config_error(ALBERT "\"inner_group_num\": 0}", "\"inner_group_num\"");
+    expect_config_error(ALBERT "\"hidden_act\": \"cubic\"}", "hidden_act");
+    expect_config_error(ALBERT "\"classifier_dropout_prob\": 1}", "\"classifier_dropout_prob\"");
+    expect_config_error(ALBERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
+    expect_config_error(ALBERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
 #undef ALBERT
-    family_expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForPreTraining\"], "
-                               "\"num_labels\": 3}", "num_labels");
-    family_expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForQuestionAnswering\"]}",
-                               "AlbertForQuestionAnswering");
+    expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForPreTraining\"], "
+                        "\"num_labels\": 3}", "num_labels");
+    expect_config_error("{\"model_type\": \"albert\", \"architectures\": [\"AlbertForQuestionAnswering\"]}",
+                        "AlbertForQuestionAnswering");
 #define ELECTRA "{\"model_type\": \"electra\", \"architectures\": [\"ElectraForPreTraining\"], "
-    family_expect_config_error(ELECTRA "\"hidden_size\": 256, \"num_attention_heads\": 3}", "divisible");
-    family_expect_config_error(ELECTRA "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
-    family_expect_config_error(ELECTRA "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
-    family_expect_config_error(ELECTRA "\"attention_probs_dropout_prob\": 1.5}", "\"attention_probs_dropout_prob\"");
-    family_expect_config_error(ELECTRA "\"problem_type\": \"ranking\"}", "problem_type");
-    family_expect_config_error(ELECTRA "\"id2label\": []}", "id2label");
-    family_expect_config_error(ELECTRA "\"embedding_size\": -1}", "\"embedding_size\"");
+    expect_config_error(ELECTRA "\"hidden_size\": 256, \"num_attention_heads\": 3}", "divisible");
+    expect_config_error(ELECTRA "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
+    expect_config_error(ELECTRA "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
+    expect_config_error(ELECTRA "\"attention_probs_dropout_prob\": 1.5}", "\"attention_probs_dropout_prob\"");
+    expect_config_error(ELECTRA "\"problem_type\": \"ranking\"}", "problem_type");
+    expect_config_error(ELECTRA "\"id2label\": []}", "id2label");
+    expect_config_error(ELECTRA "\"embedding_size\": -1}", "\"embedding_size\"");
 #undef ELECTRA
-    family_expect_config_error("{\"model_type\": \"electra\", \"architectures\": [\"ElectraForCausalLM\"]}",
-                               "ElectraForCausalLM");
+    expect_config_error("{\"model_type\": \"electra\", \"architectures\": [\"ElectraForCausalLM\"]}",
+                        "ElectraForCausalLM");
 }
 
 /* Wrong batches are errors naming the field, never a crash. */

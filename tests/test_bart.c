@@ -68,12 +68,9 @@ static void test_tied_copies_load(void **state) {
 
 /* The registry's total, and (in *buffers) the floats of final_logits_bias,
  * which state_dict() holds but num_parameters() does not count. */
-static int64_t count_params(const char *config_text, const char *arch, int64_t *buffers) {
+static int64_t count_with_buffers(const char *config_text, const char *arch, int64_t *buffers) {
     recipe_model m;
-    const char *path = family_temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
+    family_declare_text(&m, config_text, arch);
     int64_t total = m.ps.total;
     const ag_tensor *flb = ag_params_find(&m.ps, "final_logits_bias");
     if (buffers) *buffers = flb ? flb->numel : 0;
@@ -87,16 +84,17 @@ static void test_parameter_counts(void **state) {
                        "\"encoder_attention_heads\": 12, \"decoder_attention_heads\": 12, "
                        "\"encoder_ffn_dim\": 3072, \"decoder_ffn_dim\": 3072}"; /* facebook/bart-base */
     int64_t buf;
-    assert_int_equal(count_params(base, "BartModel", NULL), 139420416);
-    assert_int_equal(count_params(base, "BartForConditionalGeneration", &buf) - buf, 139420416); /* lm_head tied */
+    assert_int_equal(count_with_buffers(base, "BartModel", NULL), 139420416);
+    /* lm_head tied: the total less final_logits_bias */
+    assert_int_equal(count_with_buffers(base, "BartForConditionalGeneration", &buf) - buf, 139420416);
     assert_int_equal(buf, 50265);
     /* + classification_head: 768*768 + 768 + 3*768 + 3 */
-    assert_int_equal(count_params(base, "BartForSequenceClassification", NULL), 139420416 + 590592 + 2307);
+    assert_int_equal(count_with_buffers(base, "BartForSequenceClassification", NULL), 139420416 + 590592 + 2307);
     const char *large = "{\"model_type\": \"bart\"}"; /* facebook/bart-large: BartConfig's defaults */
-    assert_int_equal(count_params(large, "BartModel", NULL), 406291456);
+    assert_int_equal(count_with_buffers(large, "BartModel", NULL), 406291456);
     const char *m2m = "{\"model_type\": \"m2m_100\"}"; /* facebook/m2m100_418M: M2M100Config's defaults */
-    assert_int_equal(count_params(m2m, "M2M100Model", NULL), 483905536);
-    assert_int_equal(count_params(m2m, "M2M100ForConditionalGeneration", &buf), 483905536);
+    assert_int_equal(count_with_buffers(m2m, "M2M100Model", NULL), 483905536);
+    assert_int_equal(count_with_buffers(m2m, "M2M100ForConditionalGeneration", &buf), 483905536);
     assert_int_equal(buf, 0);
     printf("bart-base 139,420,416; bart-large 406,291,456; m2m100_418M 483,905,536\n");
 }
@@ -158,27 +156,26 @@ static void test_m2m100_positions(void **state) {
 static void test_bad_configs(void **state) {
 #define BART "{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
 #define M2M "{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100Model\"], "
-    family_expect_config_error(BART "\"d_model\": \"big\"}", "\"d_model\"");
-    family_expect_config_error(BART "\"d_model\": 30}", "\"encoder_attention_heads\"");
-    family_expect_config_error(BART "\"d_model\": 32, \"decoder_attention_heads\": 5}", "\"decoder_attention_heads\"");
-    family_expect_config_error(BART "\"encoder_layers\": 0}", "\"encoder_layers\"");
-    family_expect_config_error(BART "\"activation_function\": \"cubic\"}", "activation_function");
-    family_expect_config_error(BART "\"dropout\": 1.5}", "\"dropout\"");
-    family_expect_config_error(BART "\"attention_dropout\": -0.1}", "\"attention_dropout\"");
-    family_expect_config_error(BART "\"pad_token_id\": 60000}", "\"pad_token_id\"");
-    family_expect_config_error(BART "\"decoder_start_token_id\": -1}", "\"decoder_start_token_id\"");
-    family_expect_config_error(BART "\"scale_embedding\": 1}", "\"scale_embedding\"");
-    family_expect_config_error(BART "\"problem_type\": \"ranking\"}", "problem_type");
-    family_expect_config_error(BART "\"id2label\": []}", "id2label");
-    family_expect_config_error("{\"model_type\": \"bart\", \"architectures\": [\"BartForQuestionAnswering\"]}",
-                               "BartForQuestionAnswering");
-    family_expect_config_error(
-        "{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100ForSequenceClassification\"]}",
-        "M2M100ForSequenceClassification");
-    family_expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"BartModel\"]}", "BartModel");
-    family_expect_config_error(M2M "\"d_model\": 2, \"encoder_attention_heads\": 1, \"decoder_attention_heads\": 1}",
-                               "\"d_model\"");
-    family_expect_config_error(M2M "\"encoder_layerdrop\": 1}", "\"encoder_layerdrop\"");
+    expect_config_error(BART "\"d_model\": \"big\"}", "\"d_model\"");
+    expect_config_error(BART "\"d_model\": 30}", "\"encoder_attention_heads\"");
+    expect_config_error(BART "\"d_model\": 32, \"decoder_attention_heads\": 5}", "\"decoder_attention_heads\"");
+    expect_config_error(BART "\"encoder_layers\": 0}", "\"encoder_layers\"");
+    expect_config_error(BART "\"activation_function\": \"cubic\"}", "activation_function");
+    expect_config_error(BART "\"dropout\": 1.5}", "\"dropout\"");
+    expect_config_error(BART "\"attention_dropout\": -0.1}", "\"attention_dropout\"");
+    expect_config_error(BART "\"pad_token_id\": 60000}", "\"pad_token_id\"");
+    expect_config_error(BART "\"decoder_start_token_id\": -1}", "\"decoder_start_token_id\"");
+    expect_config_error(BART "\"scale_embedding\": 1}", "\"scale_embedding\"");
+    expect_config_error(BART "\"problem_type\": \"ranking\"}", "problem_type");
+    expect_config_error(BART "\"id2label\": []}", "id2label");
+    expect_config_error("{\"model_type\": \"bart\", \"architectures\": [\"BartForQuestionAnswering\"]}",
+                        "BartForQuestionAnswering");
+    expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"M2M100ForSequenceClassification\"]}",
+                        "M2M100ForSequenceClassification");
+    expect_config_error("{\"model_type\": \"m2m_100\", \"architectures\": [\"BartModel\"]}", "BartModel");
+    expect_config_error(M2M "\"d_model\": 2, \"encoder_attention_heads\": 1, \"decoder_attention_heads\": 1}",
+                        "\"d_model\"");
+    expect_config_error(M2M "\"encoder_layerdrop\": 1}", "\"encoder_layerdrop\"");
 #undef BART
 #undef M2M
 }

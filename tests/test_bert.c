@@ -103,7 +103,7 @@ static void test_xlm_roberta_is_roberta(void **state) {
     cJSON_ReplaceItemInObject(j, "model_type", cJSON_CreateString("xlm-roberta"));
     cJSON_ReplaceItemInObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"XLMRobertaForMaskedLM"}, 1));
     char *xlmr = cJSON_Print(j);
-    const char *path = family_temp_config(xlmr);
+    const char *path = temp_config(xlmr);
     recipe_model m;
     recipe_batch b;
     if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
@@ -132,26 +132,26 @@ static void test_xlm_roberta_is_roberta(void **state) {
 /* Totals Hugging Face reports (model.num_parameters()) for the published sizes. */
 static void test_parameter_counts(void **state) {
     const char *base = "{\"model_type\": \"bert\"}"; /* bert-base-uncased: the defaults */
-    assert_int_equal(family_count_params(base, "BertModel"), 109482240);
-    assert_int_equal(family_count_params(base, "BertForMaskedLM"), 109514298);
-    assert_int_equal(family_count_params(base, "BertForPreTraining"), 110106428);
-    assert_int_equal(family_count_params(base, "BertForSequenceClassification"), 109483778);
+    assert_int_equal(count_params(base, "BertModel"), 109482240);
+    assert_int_equal(count_params(base, "BertForMaskedLM"), 109514298);
+    assert_int_equal(count_params(base, "BertForPreTraining"), 110106428);
+    assert_int_equal(count_params(base, "BertForSequenceClassification"), 109483778);
     const char *large = "{\"model_type\": \"bert\", \"hidden_size\": 1024, \"num_hidden_layers\": 24, "
                         "\"num_attention_heads\": 16, \"intermediate_size\": 4096}";
-    assert_int_equal(family_count_params(large, "BertModel"), 335141888);
-    assert_int_equal(family_count_params(large, "BertForMaskedLM"), 335174458);
+    assert_int_equal(count_params(large, "BertModel"), 335141888);
+    assert_int_equal(count_params(large, "BertForMaskedLM"), 335174458);
     const char *roberta = "{\"model_type\": \"roberta\", \"vocab_size\": 50265, \"max_position_embeddings\": 514, "
                           "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5}";
-    assert_int_equal(family_count_params(roberta, "RobertaModel"), 124645632);
-    assert_int_equal(family_count_params(roberta, "RobertaForMaskedLM"), 124697433);
-    assert_int_equal(family_count_params(roberta, "RobertaForSequenceClassification"), 124647170);
+    assert_int_equal(count_params(roberta, "RobertaModel"), 124645632);
+    assert_int_equal(count_params(roberta, "RobertaForMaskedLM"), 124697433);
+    assert_int_equal(count_params(roberta, "RobertaForSequenceClassification"), 124647170);
     const char *xlmr = "{\"model_type\": \"xlm-roberta\", \"vocab_size\": 250002, \"max_position_embeddings\": 514, "
                        "\"type_vocab_size\": 1, \"layer_norm_eps\": 1e-5}";
-    assert_int_equal(family_count_params(xlmr, "XLMRobertaModel"), 278043648);
+    assert_int_equal(count_params(xlmr, "XLMRobertaModel"), 278043648);
     const char *distil = "{\"model_type\": \"distilbert\"}"; /* distilbert-base-uncased: the defaults */
-    assert_int_equal(family_count_params(distil, "DistilBertModel"), 66362880);
-    assert_int_equal(family_count_params(distil, "DistilBertForMaskedLM"), 66985530);
-    assert_int_equal(family_count_params(distil, "DistilBertForSequenceClassification"), 66955010);
+    assert_int_equal(count_params(distil, "DistilBertModel"), 66362880);
+    assert_int_equal(count_params(distil, "DistilBertForMaskedLM"), 66985530);
+    assert_int_equal(count_params(distil, "DistilBertForSequenceClassification"), 66955010);
 }
 
 /* _init_weights: N(0, initializer_range), padding rows zero, LayerNorm 1/0,
@@ -184,28 +184,28 @@ static void test_init(void **state) {
 
 static void test_bad_configs(void **state) {
 #define BERT "{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
-    family_expect_config_error(BERT "\"hidden_size\": \"big\"}", "\"hidden_size\"");
-    family_expect_config_error(BERT "\"num_attention_heads\": 5}", "divisible");
-    family_expect_config_error(BERT "\"hidden_act\": \"cubic\"}", "hidden_act");
-    family_expect_config_error(BERT "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
-    family_expect_config_error(BERT "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
-    family_expect_config_error(BERT "\"hidden_dropout_prob\": 1.5}", "\"hidden_dropout_prob\"");
-    family_expect_config_error(BERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
-    family_expect_config_error(BERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
-    family_expect_config_error(BERT "\"problem_type\": \"ranking\"}", "problem_type");
-    family_expect_config_error(BERT "\"id2label\": []}", "id2label");
-    family_expect_config_error("{\"model_type\": \"bert\", \"architectures\": [\"BertForTokenClassification\"]}",
-                               "BertForTokenClassification");
-    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaForPreTraining\"]}",
-                               "RobertaForPreTraining");
-    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"BertModel\"]}", "BertModel");
-    family_expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"], "
-                               "\"max_position_embeddings\": 2}", "max_position_embeddings");
+    expect_config_error(BERT "\"hidden_size\": \"big\"}", "\"hidden_size\"");
+    expect_config_error(BERT "\"num_attention_heads\": 5}", "divisible");
+    expect_config_error(BERT "\"hidden_act\": \"cubic\"}", "hidden_act");
+    expect_config_error(BERT "\"num_hidden_layers\": 0}", "\"num_hidden_layers\"");
+    expect_config_error(BERT "\"layer_norm_eps\": 0}", "\"layer_norm_eps\"");
+    expect_config_error(BERT "\"hidden_dropout_prob\": 1.5}", "\"hidden_dropout_prob\"");
+    expect_config_error(BERT "\"position_embedding_type\": \"relative_key\"}", "position_embedding_type");
+    expect_config_error(BERT "\"pad_token_id\": 40000}", "\"pad_token_id\"");
+    expect_config_error(BERT "\"problem_type\": \"ranking\"}", "problem_type");
+    expect_config_error(BERT "\"id2label\": []}", "id2label");
+    expect_config_error("{\"model_type\": \"bert\", \"architectures\": [\"BertForTokenClassification\"]}",
+                        "BertForTokenClassification");
+    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaForPreTraining\"]}",
+                        "RobertaForPreTraining");
+    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"BertModel\"]}", "BertModel");
+    expect_config_error("{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"], "
+                        "\"max_position_embeddings\": 2}", "max_position_embeddings");
 #undef BERT
-    family_expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
-                               "\"sinusoidal_pos_embds\": true}", "sinusoidal_pos_embds");
-    family_expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
-                               "\"n_heads\": 5}", "divisible");
+    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                        "\"sinusoidal_pos_embds\": true}", "sinusoidal_pos_embds");
+    expect_config_error("{\"model_type\": \"distilbert\", \"architectures\": [\"DistilBertModel\"], "
+                        "\"n_heads\": 5}", "divisible");
 }
 
 /* Wrong batches are errors naming the field, never a crash. */

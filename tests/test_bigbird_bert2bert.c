@@ -63,7 +63,7 @@ static void check_fixture(const char *dir, int64_t want_params, int64_t want_tok
 /* Declares a config that must be refused; checks the message names `field`. */
 static void expect_refused(const char *text, const char *arch, const char *field) {
     recipe_model m;
-    const char *path = family_temp_config(text);
+    const char *path = temp_config(text);
     ag_status st = recipe_model_declare(&m, path, arch);
     remove(path);
     recipe_model_free(&m);
@@ -170,7 +170,7 @@ static void test_bert2bert_parameter_total(void **state) {
      *     cls.predictions: transform 590,592 + LN 1,536 + bias 30,522 = 622,650
      * = 247,363,386, the total EncoderDecoderModel.from_encoder_decoder_pretrained(
      * "bert-base-uncased", "bert-base-uncased").num_parameters() reports */
-    assert_int_equal(family_count_params(text, NULL), 247363386);
+    assert_int_equal(count_params(text, NULL), 247363386);
     printf("bert-base-uncased -> bert-base-uncased BERT2BERT: 247,363,386 parameters\n");
 }
 
@@ -326,7 +326,7 @@ static void test_bigbird_gather_form_equals_dense_reference(void **state) {
                       "\"hidden_size\": 16, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
                       "\"intermediate_size\": 16, \"max_position_embeddings\": 1024, \"block_size\": 16, "
                       "\"num_random_blocks\": 3}";
-    const char *path = family_temp_config(cfg);
+    const char *path = temp_config(cfg);
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_int_equal(recipe_model_alloc(&m, 3), AG_OK);
@@ -411,10 +411,9 @@ static void test_bigbird_parameter_totals(void **state) {
     (void)state;
     /* BigBirdModel: embeddings 50358*768 + 4096*768 + 2*768 + 2*768 = 41,823,744
      * + 12 layers x 7,087,872 = 85,054,464 + pooler 590,592 = 127,468,800 */
-    assert_int_equal(family_count_params(bigbird_roberta_base, "BigBirdModel"), 127468800);
+    assert_int_equal(count_params(bigbird_roberta_base, "BigBirdModel"), 127468800);
     /* BigBirdForMaskedLM: + transform 590,592 + LayerNorm 1,536 + bias 50,358 (decoder tied) */
-    assert_int_equal(family_count_params(bigbird_roberta_base, "BigBirdForMaskedLM"),
-                     127468800 + 590592 + 1536 + 50358);
+    assert_int_equal(count_params(bigbird_roberta_base, "BigBirdForMaskedLM"), 127468800 + 590592 + 1536 + 50358);
     printf("google/bigbird-roberta-base BigBirdModel: 127,468,800 parameters; BigBirdForMaskedLM 128,111,286\n");
 }
 

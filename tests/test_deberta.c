@@ -77,16 +77,16 @@ static void test_parameter_counts(void **state) {
                        "\"relative_attention\": true, \"pos_att_type\": \"c2p|p2c\", \"max_relative_positions\": -1, "
                        "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 50265, "
                        "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
-    assert_int_equal(family_count_params(base, "DebertaModel"), 138601728);
-    assert_int_equal(family_count_params(base, "DebertaForMaskedLM"), 139244121);
+    assert_int_equal(count_params(base, "DebertaModel"), 138601728);
+    assert_int_equal(count_params(base, "DebertaForMaskedLM"), 139244121);
     const char *v3 = "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12, "
                      "\"num_attention_heads\": 12, \"intermediate_size\": 3072, \"max_position_embeddings\": 512, "
                      "\"relative_attention\": true, \"position_buckets\": 256, \"norm_rel_ebd\": \"layer_norm\", "
                      "\"share_att_key\": true, \"pos_att_type\": \"p2c|c2p\", \"max_relative_positions\": -1, "
                      "\"position_biased_input\": false, \"type_vocab_size\": 0, \"vocab_size\": 128100, "
                      "\"layer_norm_eps\": 1e-7, \"hidden_act\": \"gelu\"}";
-    assert_int_equal(family_count_params(v3, "DebertaV2Model"), 183831552);
-    assert_int_equal(family_count_params(v3, "DebertaV2ForMaskedLM"), 184551780);
+    assert_int_equal(count_params(v3, "DebertaV2Model"), 183831552);
+    assert_int_equal(count_params(v3, "DebertaV2ForMaskedLM"), 184551780);
     printf("DebertaModel (deberta-base) 138,601,728; DebertaV2Model (deberta-v3-base) 183,831,552\n");
 }
 
@@ -134,29 +134,27 @@ static void test_init(void **state) {
 static void test_bad_configs(void **state) {
 #define V1 "{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
 #define V2 "{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
-    family_expect_config_error(V1 "\"num_attention_heads\": 5}", "divisible");
-    family_expect_config_error(V1 "\"pos_att_type\": \"c2p|p2p\"}", "pos_att_type");
-    family_expect_config_error(V1 "\"pos_att_type\": [\"c2p\", \"c2p\"]}", "pos_att_type");
-    family_expect_config_error(V1 "\"pos_att_type\": 3}", "pos_att_type");
-    family_expect_config_error(V1 "\"talking_head\": true}", "talking_head");
-    family_expect_config_error(V1 "\"hidden_act\": \"cubic\"}", "hidden_act");
-    family_expect_config_error(V1 "\"embedding_size\": 128}", "embedding_size");
-    family_expect_config_error(V1 "\"pooler_hidden_size\": 100}", "pooler_hidden_size");
-    family_expect_config_error(V1 "\"layer_norm_eps\": 0}", "layer_norm_eps");
-    family_expect_config_error(V1 "\"cls_dropout\": 1.5}", "cls_dropout");
-    family_expect_config_error(V1 "\"relative_attention\": \"yes\"}", "relative_attention");
-    family_expect_config_error(V2 "\"conv_kernel_size\": 4}", "conv_kernel_size");
-    family_expect_config_error(V2 "\"conv_groups\": 2}", "conv_groups");
-    family_expect_config_error(V2 "\"conv_act\": \"cubic\"}", "conv_act");
-    family_expect_config_error(V2 "\"norm_rel_ebd\": \"rms\"}", "norm_rel_ebd");
-    family_expect_config_error(V2 "\"position_buckets\": 2}", "position_buckets");
-    family_expect_config_error(V2 "\"position_buckets\": 256, \"max_relative_positions\": 100}",
-                               "max_relative_positions");
-    family_expect_config_error(V2 "\"attention_head_size\": 32}", "attention_head_size");
-    family_expect_config_error("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaV2Model\"]}",
-                               "DebertaV2Model");
-    family_expect_config_error("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaForPreTraining\"]}",
-                               "DebertaForPreTraining");
+    expect_config_error(V1 "\"num_attention_heads\": 5}", "divisible");
+    expect_config_error(V1 "\"pos_att_type\": \"c2p|p2p\"}", "pos_att_type");
+    expect_config_error(V1 "\"pos_att_type\": [\"c2p\", \"c2p\"]}", "pos_att_type");
+    expect_config_error(V1 "\"pos_att_type\": 3}", "pos_att_type");
+    expect_config_error(V1 "\"talking_head\": true}", "talking_head");
+    expect_config_error(V1 "\"hidden_act\": \"cubic\"}", "hidden_act");
+    expect_config_error(V1 "\"embedding_size\": 128}", "embedding_size");
+    expect_config_error(V1 "\"pooler_hidden_size\": 100}", "pooler_hidden_size");
+    expect_config_error(V1 "\"layer_norm_eps\": 0}", "layer_norm_eps");
+    expect_config_error(V1 "\"cls_dropout\": 1.5}", "cls_dropout");
+    expect_config_error(V1 "\"relative_attention\": \"yes\"}", "relative_attention");
+    expect_config_error(V2 "\"conv_kernel_size\": 4}", "conv_kernel_size");
+    expect_config_error(V2 "\"conv_groups\": 2}", "conv_groups");
+    expect_config_error(V2 "\"conv_act\": \"cubic\"}", "conv_act");
+    expect_config_error(V2 "\"norm_rel_ebd\": \"rms\"}", "norm_rel_ebd");
+    expect_config_error(V2 "\"position_buckets\": 2}", "position_buckets");
+    expect_config_error(V2 "\"position_buckets\": 256, \"max_relative_positions\": 100}", "max_relative_positions");
+    expect_config_error(V2 "\"attention_head_size\": 32}", "attention_head_size");
+    expect_config_error("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaV2Model\"]}", "DebertaV2Model");
+    expect_config_error("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaForPreTraining\"]}",
+                        "DebertaForPreTraining");
 #undef V1
 #undef V2
 }

@@ -54,7 +54,7 @@ static void check_family(const char *family, int64_t want_params) {
     double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
     family_grad_stats gs;
-    const int bad = family_compare_grads_stats(&m.ps, e, family, false, &gs);
+    const int bad = family_compare_grads_stats(&m.ps, e, path, false, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld gradients, largest difference %.2e "
            "(%.1e of its tensor's largest)%s\n",
            family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, gs.worst, gs.worst_rel,
@@ -87,28 +87,28 @@ static const char *gptj_6b =
     "\"tie_word_embeddings\": false}";
 
 static void test_parameter_counts(void **state) {
-    assert_int_equal(family_count_params(neo_125m, NULL), 125198592);
-    assert_int_equal(family_count_params(neo_125m, "GPTNeoModel"), 125198592); /* the head is tied */
+    assert_int_equal(count_params(neo_125m, NULL), 125198592);
+    assert_int_equal(count_params(neo_125m, "GPTNeoModel"), 125198592); /* the head is tied */
     clock_t t0 = clock();
-    assert_int_equal(family_count_params(gptj_6b, NULL), 6050882784LL);
+    assert_int_equal(count_params(gptj_6b, NULL), 6050882784LL);
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("GPT-J 6B declared in %.4f s\n", secs);
     assert_true(secs < 0.5); /* declared, not allocated */
     /* GPTJModel: no lm_head (weight [50400,4096] and bias [50400]) */
-    assert_int_equal(family_count_params(gptj_6b, "GPTJModel"), 6050882784LL - 50400LL * 4096 - 50400);
+    assert_int_equal(count_params(gptj_6b, "GPTJModel"), 6050882784LL - 50400LL * 4096 - 50400);
     /* openai-gpt (the defaults are its config): OpenAIGPTModel 116,534,784; the head is tied */
     const char *gpt1 = "{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
                        "\"afn\": \"gelu\", \"n_ctx\": 512, \"n_embd\": 768, \"n_head\": 12, \"n_layer\": 12, "
                        "\"n_positions\": 512, \"vocab_size\": 40478}";
-    assert_int_equal(family_count_params(gpt1, "OpenAIGPTModel"), 116534784);
-    assert_int_equal(family_count_params(gpt1, NULL), 116534784);
+    assert_int_equal(count_params(gpt1, "OpenAIGPTModel"), 116534784);
+    assert_int_equal(count_params(gpt1, NULL), 116534784);
     /* Salesforce/ctrl (vocab 246534, 48 layers of 1280, dff 8192): counted from
      * the modules CTRLLMHeadModel builds, the head's bias [246534] its only
      * parameter beyond CTRLModel's */
     const char *ctrl = "{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"vocab_size\": 246534, "
                        "\"n_embd\": 1280, \"dff\": 8192, \"n_layer\": 48, \"n_head\": 16, \"n_positions\": 256}";
-    assert_int_equal(family_count_params(ctrl, NULL), 1637964550LL);
-    assert_int_equal(family_count_params(ctrl, "CTRLModel"), 1637964550LL - 246534);
+    assert_int_equal(count_params(ctrl, NULL), 1637964550LL);
+    assert_int_equal(count_params(ctrl, "CTRLModel"), 1637964550LL - 246534);
 }
 
 /* The fixture sees GPT-Neo's window: the same weights with every layer
@@ -186,31 +186,29 @@ static void test_init(void **state) {
 #define GPTJ "{\"model_type\": \"gptj\", \"architectures\": [\"GPTJForCausalLM\"], "
 
 static void test_bad_configs(void **state) {
-    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 2]]}", "describes 4 layers");
-    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"sparse\"], 1]]}", "sparse");
-    family_expect_config_error(NEO "\"attention_types\": \"global\"}", "\"attention_types\"");
-    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], "
-                                   "\"attention_layers\": [\"local\", \"local\"]}", "\"attention_layers\"");
-    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"window_size\": 0}",
-                               "\"window_size\"");
-    family_expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"hidden_size\": 30, "
-                                   "\"num_heads\": 4}", "divisible");
-    family_expect_config_error("{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForMaskedLM\"]}",
-                               "GPTNeoForMaskedLM");
-    family_expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 20}", "\"rotary_dim\"");
-    family_expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 7}", "\"rotary_dim\"");
-    family_expect_config_error(GPTJ "\"activation_function\": \"cubic\"}", "activation_function");
-    family_expect_config_error(GPTJ "\"n_layer\": \"many\"}", "\"n_layer\"");
-    family_expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
-                               "\"afn\": \"gelu_new\"}", "\"afn\"");
-    family_expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
-                               "\"tie_word_embeddings\": false}", "\"tie_word_embeddings\"");
-    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 33, "
-                               "\"n_head\": 3}", "\"n_embd\"");
-    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"dff\": 0}",
-                               "\"dff\"");
-    family_expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLForSequenceClassification\"]}",
-                               "CTRLForSequenceClassification");
+    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 2]]}", "describes 4 layers");
+    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"sparse\"], 1]]}", "sparse");
+    expect_config_error(NEO "\"attention_types\": \"global\"}", "\"attention_types\"");
+    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], "
+                            "\"attention_layers\": [\"local\", \"local\"]}", "\"attention_layers\"");
+    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"window_size\": 0}",
+                        "\"window_size\"");
+    expect_config_error(NEO "\"attention_types\": [[[\"global\", \"local\"], 1]], \"hidden_size\": 30, "
+                            "\"num_heads\": 4}", "divisible");
+    expect_config_error("{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForMaskedLM\"]}", "GPTNeoForMaskedLM");
+    expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 20}", "\"rotary_dim\"");
+    expect_config_error(GPTJ "\"n_embd\": 64, \"n_head\": 4, \"rotary_dim\": 7}", "\"rotary_dim\"");
+    expect_config_error(GPTJ "\"activation_function\": \"cubic\"}", "activation_function");
+    expect_config_error(GPTJ "\"n_layer\": \"many\"}", "\"n_layer\"");
+    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                        "\"afn\": \"gelu_new\"}", "\"afn\"");
+    expect_config_error("{\"model_type\": \"openai-gpt\", \"architectures\": [\"OpenAIGPTLMHeadModel\"], "
+                        "\"tie_word_embeddings\": false}", "\"tie_word_embeddings\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"n_embd\": 33, "
+                        "\"n_head\": 3}", "\"n_embd\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLLMHeadModel\"], \"dff\": 0}", "\"dff\"");
+    expect_config_error("{\"model_type\": \"ctrl\", \"architectures\": [\"CTRLForSequenceClassification\"]}",
+                        "CTRLForSequenceClassification");
 }
 
 /* A batch that does not fit is refused with the input named, not crashed on. */

@@ -136,16 +136,16 @@ static void test_gradient_accumulation_counts_tokens(void **state) {
 /* Totals Hugging Face reports (model.num_parameters()) for the standard sizes. */
 static void test_parameter_counts(void **state) {
     const char *small = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"]}";
-    assert_int_equal(family_count_params(small, NULL), 124439808);
-    assert_int_equal(family_count_params(small, "GPT2Model"), 124439808);
-    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1024, \"n_layer\": 24, "
-                                         "\"n_head\": 16}", "GPT2LMHeadModel"),
+    assert_int_equal(count_params(small, NULL), 124439808);
+    assert_int_equal(count_params(small, "GPT2Model"), 124439808);
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1024, \"n_layer\": 24, \"n_head\": 16}",
+                                  "GPT2LMHeadModel"),
                      354823168); /* gpt2-medium */
-    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1280, \"n_layer\": 36, "
-                                         "\"n_head\": 20}", "GPT2LMHeadModel"),
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1280, \"n_layer\": 36, \"n_head\": 20}",
+                                  "GPT2LMHeadModel"),
                      774030080); /* gpt2-large */
-    assert_int_equal(family_count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1600, \"n_layer\": 48, "
-                                         "\"n_head\": 25}", "GPT2LMHeadModel"),
+    assert_int_equal(count_params("{\"model_type\": \"gpt2\", \"n_embd\": 1600, \"n_layer\": 48, \"n_head\": 25}",
+                                  "GPT2LMHeadModel"),
                      1557611200); /* gpt2-xl */
 }
 
@@ -168,19 +168,19 @@ static void test_init(void **state) {
 }
 
 static void test_bad_configs(void **state) {
-    family_expect_config_error(
-        "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": \"big\"}", "\"n_embd\"");
-    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_head\": 5}",
-                               "divisible");
-    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                               "\"activation_function\": \"cubic\"}",
-                               "activation_function");
-    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_layer\": -1}",
-                               "\"n_layer\"");
-    family_expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForTokenClassification\"]}",
-                               "GPT2ForTokenClassification");
-    family_expect_config_error("{\"model_type\": \"gpt2\"", "invalid JSON");
-    family_expect_config_error("{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}", "llama");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": \"big\"}",
+                        "\"n_embd\"");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_head\": 5}",
+                        "divisible");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                        "\"activation_function\": \"cubic\"}",
+                        "activation_function");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_layer\": -1}",
+                        "\"n_layer\"");
+    expect_config_error("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForTokenClassification\"]}",
+                        "GPT2ForTokenClassification");
+    expect_config_error("{\"model_type\": \"gpt2\"", "invalid JSON");
+    expect_config_error("{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}", "llama");
     recipe_model m;
     assert_int_not_equal(recipe_model_declare(&m, "/nonexistent/config.json", NULL), AG_OK);
     assert_non_null(strstr(ag_error(), "/nonexistent/config.json"));

@@ -217,13 +217,13 @@ static const char *t5_v1_1_small =
 
 static void test_parameter_counts(void **state) {
     (void)state;
-    assert_int_equal(family_count_params(t5_small, NULL), 60506624);
-    assert_int_equal(family_count_params(t5_small, "T5Model"), 60506624);       /* the head is tied */
-    assert_int_equal(family_count_params(t5_small, "T5EncoderModel"), 35330816); /* shared + encoder */
-    assert_int_equal(family_count_params(t5_base, NULL), 222903552);
-    assert_int_equal(family_count_params(t5_v1_1_small, NULL), 76961152);
+    assert_int_equal(count_params(t5_small, NULL), 60506624);
+    assert_int_equal(count_params(t5_small, "T5Model"), 60506624);       /* the head is tied */
+    assert_int_equal(count_params(t5_small, "T5EncoderModel"), 35330816); /* shared + encoder */
+    assert_int_equal(count_params(t5_base, NULL), 222903552);
+    assert_int_equal(count_params(t5_v1_1_small, NULL), 76961152);
     /* T5Model of v1.1: no lm_head [32128,512] */
-    assert_int_equal(family_count_params(t5_v1_1_small, "T5Model"), 76961152 - 32128 * 512);
+    assert_int_equal(count_params(t5_v1_1_small, "T5Model"), 76961152 - 32128 * 512);
     printf("t5-small 60,506,624; t5-base 222,903,552; t5-v1_1-small 76,961,152\n");
 }
 
@@ -298,7 +298,7 @@ static void test_bad_configs_are_refused(void **state) {
                  "\"vocab_size\": 64, \"d_model\": 16, \"num_layers\": 1, \"num_heads\": 2, \"d_kv\": 8}",
                  bad[i].fields); /* the bad field first: cJSON reads the first of a repeated name */
         recipe_model m;
-        const char *path = family_temp_config(text);
+        const char *path = temp_config(text);
         ag_status st = recipe_model_declare(&m, path, bad[i].arch);
         remove(path);
         recipe_model_free(&m);

@@ -56,7 +56,7 @@ static void check_case(const char *name, int64_t want_params, int64_t want_token
     assert_non_null(want);
     const double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     family_grad_stats gs;
-    const int bad = family_compare_grads_stats(&m.ps, e, name, true, &gs);
+    const int bad = family_compare_grads_stats(&m.ps, e, path, true, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld parameters, %lld tensors, largest gradient "
            "difference %.2e (%.1e of its tensor's largest)%s%s\n",
            name, m.arch, loss->data[0], want[0], rel, (long long)m.ps.total, (long long)m.ps.n, gs.worst,
@@ -170,26 +170,26 @@ static void test_parameter_counts(void **state) {
     const char *en2048 = "{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], \"vocab_size\": 30145, "
                          "\"emb_dim\": 2048, \"n_layers\": 12, \"n_heads\": 16, \"max_position_embeddings\": 512, "
                          "\"n_langs\": 1, \"use_lang_emb\": true}";
-    assert_int_equal(family_count_params(en2048, NULL), 667119041);
-    assert_int_equal(family_count_params(en2048, "XLMModel"), 667088896);
-    assert_int_equal(family_count_params(en2048, "XLMForSequenceClassification"), 667088896 + 2 * 2048 + 2);
+    assert_int_equal(count_params(en2048, NULL), 667119041);
+    assert_int_equal(count_params(en2048, "XLMModel"), 667088896);
+    assert_int_equal(count_params(en2048, "XLMForSequenceClassification"), 667088896 + 2 * 2048 + 2);
     const char *enfr = "{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], \"n_words\": 64139, "
                        "\"emb_dim\": 1024, \"n_layers\": 6, \"n_heads\": 8, \"n_langs\": 2}";
-    assert_int_equal(family_count_params(enfr, NULL), 141848203);
+    assert_int_equal(count_params(enfr, NULL), 141848203);
     const char *small = "{\"model_type\": \"gpt3\", \"architectures\": [\"GPT3LMHeadModel\"], \"n_positions\": 2048, "
                         "\"local_window\": 256}";
     const char *gpt2 = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_positions\": 2048}";
-    assert_int_equal(family_count_params(small, NULL), 125226240); /* 124,439,808 + 1024 more positions x 768 */
-    assert_int_equal(family_count_params(small, NULL), family_count_params(gpt2, NULL));
-    assert_int_equal(family_count_params(small, "GPT3Model"), 125226240);
+    assert_int_equal(count_params(small, NULL), 125226240); /* 124,439,808 + 1024 more positions x 768 */
+    assert_int_equal(count_params(small, NULL), count_params(gpt2, NULL));
+    assert_int_equal(count_params(small, "GPT3Model"), 125226240);
     /* GPT-3 XL: 24 layers, 2048 wide, 16 heads (the paper's 1.3B) */
     const char *xl = "{\"model_type\": \"gpt3\", \"architectures\": [\"GPT3LMHeadModel\"], \"n_positions\": 2048, "
                      "\"n_embd\": 2048, \"n_layer\": 24, \"n_head\": 16}";
     const char *xl2 = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], \"n_positions\": 2048, "
                       "\"n_embd\": 2048, \"n_layer\": 24, \"n_head\": 16}";
-    assert_int_equal(family_count_params(xl, NULL), family_count_params(xl2, NULL));
+    assert_int_equal(count_params(xl, NULL), count_params(xl2, NULL));
     printf("xlm-mlm-en-2048: %d; GPT-3 Small: %d; GPT-3 XL: %lld\n", 667119041, 125226240,
-           (long long)family_count_params(xl, NULL));
+           (long long)count_params(xl, NULL));
 }
 
 /* Hugging Face's init: embeddings N(0, embed_init_std) with the padding row
@@ -226,42 +226,40 @@ static void test_xlm_init(void **state) {
 #define GPT3 "{\"model_type\": \"gpt3\", \"architectures\": [\"GPT3LMHeadModel\"], \"n_layer\": 4, "
 
 static void test_bad_configs(void **state) {
-    family_expect_config_error(XLM "\"emb_dim\": 30, \"n_heads\": 4}", "\"n_heads\"");
-    family_expect_config_error(XLM "\"emb_dim\": \"wide\"}", "\"emb_dim\"");
-    family_expect_config_error(XLM "\"is_encoder\": false}", "\"is_encoder\"");
-    family_expect_config_error(XLM "\"asm\": true}", "\"asm\"");
-    family_expect_config_error(XLM "\"vocab_size\": 100, \"pad_index\": 100}", "\"pad_index\"");
-    family_expect_config_error(XLM "\"n_langs\": 0}", "\"n_langs\"");
-    family_expect_config_error(XLM "\"dropout\": 1.5}", "\"dropout\"");
-    family_expect_config_error(XLMC "\"summary_type\": \"cls_index\"}", "\"summary_type\"");
-    family_expect_config_error(XLMC "\"summary_use_proj\": false}", "\"summary_use_proj\"");
-    family_expect_config_error(XLMC "\"summary_activation\": \"cubic\"}", "\"summary_activation\"");
-    family_expect_config_error(XLMC "\"problem_type\": \"ranking\"}", "\"problem_type\"");
-    family_expect_config_error("{\"model_type\": \"xlm\", \"architectures\": [\"XLMForQuestionAnswering\"]}",
-                               "XLMForQuestionAnswering");
-    family_expect_config_error(GPT3 "\"local_window\": 0}", "\"local_window\"");
-    family_expect_config_error(GPT3 "\"local_window\": 2.5}", "\"local_window\"");
-    family_expect_config_error(GPT3 "\"sparse_attention_layers\": \"strided\"}", "\"sparse_attention_layers\"");
-    family_expect_config_error(GPT3 "\"sparse_attention_layers\": [\"dense\", \"sparse\"]}", "n_layer = 4");
-    family_expect_config_error(GPT3 "\"sparse_attention_layers\": [\"dense\", \"sparse\", \"dense\", \"local\"]}",
-                               "\"sparse_attention_layers\"[3]");
-    family_expect_config_error(GPT3 "\"n_embd\": 30, \"n_head\": 4}", "divisible");
-    family_expect_config_error("{\"model_type\": \"gpt3\", \"architectures\": [\"GPTNeoForCausalLM\"]}",
-                               "GPTNeoForCausalLM");
+    expect_config_error(XLM "\"emb_dim\": 30, \"n_heads\": 4}", "\"n_heads\"");
+    expect_config_error(XLM "\"emb_dim\": \"wide\"}", "\"emb_dim\"");
+    expect_config_error(XLM "\"is_encoder\": false}", "\"is_encoder\"");
+    expect_config_error(XLM "\"asm\": true}", "\"asm\"");
+    expect_config_error(XLM "\"vocab_size\": 100, \"pad_index\": 100}", "\"pad_index\"");
+    expect_config_error(XLM "\"n_langs\": 0}", "\"n_langs\"");
+    expect_config_error(XLM "\"dropout\": 1.5}", "\"dropout\"");
+    expect_config_error(XLMC "\"summary_type\": \"cls_index\"}", "\"summary_type\"");
+    expect_config_error(XLMC "\"summary_use_proj\": false}", "\"summary_use_proj\"");
+    expect_config_error(XLMC "\"summary_activation\": \"cubic\"}", "\"summary_activation\"");
+    expect_config_error(XLMC "\"problem_type\": \"ranking\"}", "\"problem_type\"");
+    expect_config_error("{\"model_type\": \"xlm\", \"architectures\": [\"XLMForQuestionAnswering\"]}",
+                        "XLMForQuestionAnswering");
+    expect_config_error(GPT3 "\"local_window\": 0}", "\"local_window\"");
+    expect_config_error(GPT3 "\"local_window\": 2.5}", "\"local_window\"");
+    expect_config_error(GPT3 "\"sparse_attention_layers\": \"strided\"}", "\"sparse_attention_layers\"");
+    expect_config_error(GPT3 "\"sparse_attention_layers\": [\"dense\", \"sparse\"]}", "n_layer = 4");
+    expect_config_error(GPT3 "\"sparse_attention_layers\": [\"dense\", \"sparse\", \"dense\", \"local\"]}",
+                        "\"sparse_attention_layers\"[3]");
+    expect_config_error(GPT3 "\"n_embd\": 30, \"n_head\": 4}", "divisible");
+    expect_config_error("{\"model_type\": \"gpt3\", \"architectures\": [\"GPTNeoForCausalLM\"]}", "GPTNeoForCausalLM");
 }
 
 /* The layer types: "alternate" is dense, sparse, dense, ...; a list is taken as given. */
 static void test_gpt3_layer_types(void **state) {
     recipe_model m;
-    const char *path =
-        family_temp_config(GPT3 "\"sparse_attention_layers\": [\"sparse\", \"sparse\", \"dense\", \"sparse\"]}");
+    const char *path = temp_config(GPT3 "\"sparse_attention_layers\": [\"sparse\", \"sparse\", \"dense\", \"sparse\"]}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_true(m.gpt3.sparse[0] && m.gpt3.sparse[1] && !m.gpt3.sparse[2] && m.gpt3.sparse[3]);
     assert_int_equal(m.gpt3.local_window, 256);
     assert_non_null(ag_params_find(&m.ps, "transformer.h.3.attn.c_attn.weight")); /* GPT-2's names */
     recipe_model_free(&m);
-    path = family_temp_config(GPT3 "\"local_window\": 8}");
+    path = temp_config(GPT3 "\"local_window\": 8}");
     assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
     remove(path);
     assert_true(!m.gpt3.sparse[0] && m.gpt3.sparse[1] && !m.gpt3.sparse[2] && m.gpt3.sparse[3]);
