@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void *h5_read_as(hid_t f, const char *name, hid_t type, size_t elem, int64_t *n) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);

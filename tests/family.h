@@ -64,9 +64,9 @@ typedef struct {
  * XLM's k_lin.bias, c_attn's key third); float64 leaves ~1e-17 of it, float32
  * ~1e-9, so ours must stay within 1e-6 of the model's largest gradient. Every
  * other tensor within 1e-4 (check_close). A parameter missing from e fails the
- * test ("<what>: no grads/<name>") unless frozen_ok: then it
- * needs no gradient (a fixed table) and ours must be exactly 0. Returns the
- * number of failures; *st receives the figures. */
+ * test ("<what>: no grads/<name>") unless frozen_ok: then it needs no gradient
+ * (a fixed table) and ours must be exactly 0. Returns the number of failures;
+ * *st receives the figures. */
 int family_compare_grads_stats(const ag_params *ps, hid_t e, const char *what, bool frozen_ok,
                                family_grad_stats *st);
 
@@ -104,8 +104,8 @@ typedef void (*family_noise_fn)(hid_t e, const ag_tensor *t, int64_t n, bool *no
 void family_check_adamw_trajectory(recipe_model *m, const recipe_batch *b, hid_t e, family_noise_fn is_noise,
                                    const char *noise_what);
 
-/* The config helpers below keep the names the family tests have always called
- * them by. */
+/* Configs given as text. temp_config, count_params and expect_config_error
+ * keep the names the family tests have always called them by. */
 
 /* Writes text to a new temporary file and returns its path (a static buffer,
  * valid until the next call; the caller removes the file). */
