@@ -170,31 +170,9 @@ ag_tensor *nn_gpt2_lm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, co
                            const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens) {
     ag_tensor *h = nn_gpt2_forward(ctx, m, ids, attention_mask, 0);
     if (!h || !labels) return NULL;
-    const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != T) {
-        char s[64];
-        ag_fail(AG_ERR_ARG, "gpt2: labels %s do not match input_ids [%lld,%lld]",
-                ag_shape_str(s, labels->ndim, labels->shape), (long long)B, (long long)T);
-        return NULL;
-    }
-    if (T < 2) {
-        ag_fail(AG_ERR_ARG, "gpt2: a causal LM loss needs at least 2 positions, got %lld", (long long)T);
-        return NULL;
-    }
-    /* position t predicts label t+1: drop the last hidden state before the
-     * head (never the B*T*V logits) and the first label */
-    ag_tensor *logits = nn_gpt2_logits(ctx, m, ag_slice(ctx, h, 1, 0, T - 1)); /* [B,T-1,V] */
-    ag_ints *shifted = ag_ints_from(ctx, NULL, 2, AG_SHAPE(B, T - 1));
-    if (!logits || !shifted) return NULL;
-    int64_t count = 0;
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T - 1; ++t) {
-            int32_t y = labels->data[b * T + t + 1];
-            shifted->data[b * (T - 1) + t] = y;
-            count += y != AG_IGNORE_INDEX;
-        }
-    if (n_tokens) *n_tokens = count;
-    return ag_cross_entropy(ctx, logits, shifted, 0.0f, reduction);
+    if (!m->lm_head_w) return nn_gpt2_logits(ctx, m, h); /* GPT2Model: fails, naming the missing head */
+    /* position t predicts label t+1, the head tied to wte (causal_lm.h) */
+    return nn_causal_lm_loss(ctx, "gpt2", h, m->lm_head_w, NULL, labels, reduction, n_tokens);
 }
 
 /* The same blocks as nn_gpt2_forward, over the T new positions only: each
