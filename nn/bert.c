@@ -134,6 +134,14 @@ void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embeddin
     nn_init_norm(ln);
 }
 
+void nn_bert_mlm_head_init_weights(ag_tensor *bias, const nn_linear *transform, const nn_norm *transform_ln,
+                                   ag_tensor *decoder_w, const ag_tensor *word_w, float std, nn_init_rng *r) {
+    nn_init_const(bias, 0);
+    nn_init_linear(transform, std, r);
+    nn_init_norm(transform_ln);
+    if (decoder_w != word_w) nn_init_normal(decoder_w, std, r);
+}
+
 void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r) {
     nn_init_linear(&L->attn.q, std, r), nn_init_linear(&L->attn.k, std, r);
     nn_init_linear(&L->attn.v, std, r), nn_init_linear(&L->attn.o, std, r);
@@ -228,12 +236,8 @@ void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
     nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
-    if (m->decoder_b) {
-        nn_init_const(m->decoder_b, 0);
-        nn_init_linear(&m->transform, std, &r);
-        nn_init_norm(&m->transform_ln);
-        if (m->decoder_w != m->word.w) nn_init_normal(m->decoder_w, std, &r);
-    }
+    if (m->decoder_b)
+        nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->word.w, std, &r);
     nn_init_linear(&m->seq_relationship, std, &r);
     nn_init_linear(&m->cls_dense, std, &r);
     nn_init_linear(&m->classifier, std, &r);

@@ -107,6 +107,11 @@ ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, 
  * padding rows 0, then the LayerNorm 1 and 0. */
 void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embedding *position,
                                      const nn_embedding *token_type, const nn_norm *ln, float std, nn_init_rng *r);
+/* The MLM head's _init_weights (BERT, BigBird, BERT2BERT's decoder): its bias
+ * 0, transform.dense N(0, std) with a zero bias, transform.LayerNorm 1 and 0,
+ * and the decoder weight N(0, std) unless it is the word embedding word_w. */
+void nn_bert_mlm_head_init_weights(ag_tensor *bias, const nn_linear *transform, const nn_norm *transform_ln,
+                                   ag_tensor *decoder_w, const ag_tensor *word_w, float std, nn_init_rng *r);
 /* The layer's _init_weights: Linear weights N(0, std), zero biases, LayerNorms 1 and 0. */
 void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r);
 

@@ -137,12 +137,8 @@ void nn_bigbird_init_weights(nn_bigbird *m, uint64_t seed) {
     nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
     nn_init_linear(&m->pooler, std, &r);
-    if (m->decoder_b) {
-        nn_init_const(m->decoder_b, 0);
-        nn_init_linear(&m->transform, std, &r);
-        nn_init_norm(&m->transform_ln);
-        if (m->decoder_w != m->word.w) nn_init_normal(m->decoder_w, std, &r);
-    }
+    if (m->decoder_b)
+        nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->word.w, std, &r);
 }
 
 /* ---------------------------------------------------------------- the block-sparse pattern */

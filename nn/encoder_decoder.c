@@ -192,10 +192,8 @@ void nn_bert2bert_init_weights(nn_bert2bert *m, uint64_t seed) {
     nn_init_linear(&m->enc_pooler, m->cfg.enc.initializer_range, &r);
     const float std = m->cfg.dec.initializer_range;
     init_side(&m->dec_emb, m->dec_layer, m->cfg.dec.num_hidden_layers, std, &r);
-    nn_init_const(m->decoder_b, 0);
-    nn_init_linear(&m->transform, std, &r);
-    nn_init_norm(&m->transform_ln);
-    if (m->decoder_w != m->dec_emb.word.w) nn_init_normal(m->decoder_w, std, &r);
+    nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->dec_emb.word.w, std,
+                                  &r);
 }
 
 /* ---------------------------------------------------------------- forward */
