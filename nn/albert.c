@@ -29,7 +29,7 @@
 
 ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, ph, pa, pc;
+    double range;
     const char *pos_type;
     ag_status st;
     /* AlbertConfig's defaults are albert-xxlarge's */
@@ -44,15 +44,15 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "type_vocab_size", 2, 1, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.0, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.0, &pa)) ||
-        (st = nn_config_num(c, "classifier_dropout_prob", 0.1, &pc)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.0, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.0, &g->attention_probs_dropout_prob)) ||
+        (st = nn_config_prob(c, "classifier_dropout_prob", 0.1, &g->classifier_dropout_prob)) ||
         (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_electra_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
     /* HF's AlbertAttention skips this check (the config always has
      * embedding_size) and then fails at the first forward; refuse it here */
@@ -65,18 +65,7 @@ ag_status nn_albert_config_read(const nn_config *c, nn_albert_config *g) {
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
-    if (pc < 0 || pc >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout_prob\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->classifier_dropout_prob = (float)pc;
     return AG_OK;
 }
 
@@ -163,38 +152,26 @@ int nn_albert_aliases(const nn_albert *m, const char *alias[][2], int cap) {
     return n;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 void nn_albert_init_weights(nn_albert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
     nn_electra_embeddings_init_weights(&m->emb, std, &r);
-    init_linear(&m->mapping_in, std, &r);
+    nn_init_linear(&m->mapping_in, std, &r);
     for (int i = 0; i < m->cfg.num_hidden_groups * m->cfg.inner_group_num; ++i) {
         nn_albert_layer *L = &m->layer[i];
-        init_norm(&L->full_ln);
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->attn_ln);
-        init_linear(&L->ffn.wi, std, &r), init_linear(&L->ffn.wo, std, &r);
+        nn_init_norm(&L->full_ln);
+        nn_init_linear(&L->attn.q, std, &r), nn_init_linear(&L->attn.k, std, &r);
+        nn_init_linear(&L->attn.v, std, &r), nn_init_linear(&L->attn.o, std, &r);
+        nn_init_norm(&L->attn_ln);
+        nn_init_linear(&L->ffn.wi, std, &r), nn_init_linear(&L->ffn.wo, std, &r);
     }
-    init_linear(&m->pooler, std, &r);
+    nn_init_linear(&m->pooler, std, &r);
     if (m->mlm_b) nn_init_const(m->mlm_b, 0);
-    init_norm(&m->mlm_ln);
-    init_linear(&m->mlm_dense, std, &r);
+    nn_init_norm(&m->mlm_ln);
+    nn_init_linear(&m->mlm_dense, std, &r);
     if (m->decoder_w && m->decoder_w != m->emb.word.w) nn_init_normal(m->decoder_w, std, &r);
-    init_linear(&m->sop, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->sop, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -212,7 +189,7 @@ ag_tensor *nn_albert_forward(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids
                              const ag_ints *attention_mask) {
     ag_tensor *h = nn_electra_embeddings_forward(ctx, &m->emb, "albert", ids, token_type_ids); /* [B,T,E] */
     if (!h) return NULL;
-    if (!nn_electra_same_bt("albert", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
+    if (!nn_same_bt("albert", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
     h = nn_linear_forward(ctx, &m->mapping_in, h); /* [B,T,H] */
     const ag_attn_opts opts = {.key_mask = attention_mask};
     const int L = m->cfg.num_hidden_layers, G = m->cfg.num_hidden_groups, inner = m->cfg.inner_group_num;
@@ -271,7 +248,7 @@ ag_tensor *nn_albert_loss(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids, c
                                        m->cfg.problem_type_given, n_tokens);
     }
     /* masked LM: every position, -100 ignored, mean over the counted ones */
-    if (!nn_electra_same_bt("albert", "labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("albert", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     ag_tensor *loss = ag_cross_entropy(ctx, nn_albert_mlm_logits(ctx, m, h), labels, 0.0f, AG_REDUCE_MEAN);

@@ -204,41 +204,27 @@ int nn_bart_aliases(const nn_bart *m, const char *alias[][2], int cap) {
     return n;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 static void init_stack(nn_bart_stack *s, float std, nn_init_rng *r) {
     if (s->positions.w) nn_init_normal(s->positions.w, std, r);
     for (int l = 0; l < s->n_layers; ++l) {
         nn_block *b = &s->layers[l];
         nn_mha *att[2] = {&b->attn, b->cfg.cross_attention ? &b->cross : NULL};
         for (int k = 0; k < 2 && att[k]; ++k) {
-            init_linear(&att[k]->q, std, r), init_linear(&att[k]->k, std, r);
-            init_linear(&att[k]->v, std, r), init_linear(&att[k]->o, std, r);
+            nn_init_linear(&att[k]->q, std, r), nn_init_linear(&att[k]->k, std, r);
+            nn_init_linear(&att[k]->v, std, r), nn_init_linear(&att[k]->o, std, r);
         }
-        init_linear(&b->ffn.wi, std, r), init_linear(&b->ffn.wo, std, r);
-        init_norm(&b->ln1), init_norm(&b->ln2);
-        if (b->cfg.cross_attention) init_norm(&b->ln_cross);
+        nn_init_linear(&b->ffn.wi, std, r), nn_init_linear(&b->ffn.wo, std, r);
+        nn_init_norm(&b->ln1), nn_init_norm(&b->ln2);
+        if (b->cfg.cross_attention) nn_init_norm(&b->ln_cross);
     }
-    init_norm(&s->layernorm_embedding);
-    init_norm(&s->layer_norm);
+    nn_init_norm(&s->layernorm_embedding);
+    nn_init_norm(&s->layer_norm);
 }
 
 void nn_bart_init_weights(nn_bart *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.init_std;
-    const nn_embedding *e = &m->shared;
-    nn_init_normal(e->w, std, &r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
+    nn_init_embedding(&m->shared, std, &r);
     init_stack(&m->encoder, std, &r);
     init_stack(&m->decoder, std, &r);
     if (m->lm_head_w && m->lm_head_w != m->shared.w) nn_init_normal(m->lm_head_w, std, &r);
@@ -246,8 +232,8 @@ void nn_bart_init_weights(nn_bart *m, uint64_t seed) {
         nn_init_const(m->final_logits_bias, 0);
         m->final_logits_bias->requires_grad = false; /* a buffer: never trained */
     }
-    init_linear(&m->cls_dense, std, &r);
-    init_linear(&m->cls_out, std, &r);
+    nn_init_linear(&m->cls_dense, std, &r);
+    nn_init_linear(&m->cls_out, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */

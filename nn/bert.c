@@ -28,11 +28,36 @@
 
 /* ---------------------------------------------------------------- config */
 
+ag_status nn_bert_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given) {
+    const char *type;
+    ag_status st;
+    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, num_labels)) ||
+        (st = nn_config_str(c, "problem_type", NULL, &type)))
+        return st;
+    /* PretrainedConfig: num_labels is len(id2label) when the config has one,
+     * which is how save_pretrained writes it */
+    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
+    if (id2label && !cJSON_IsNull(id2label)) {
+        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
+            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
+        *num_labels = cJSON_GetArraySize(id2label);
+    }
+    *given = type != NULL;
+    *problem = *num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
+    if (!type) return AG_OK;
+    if (strcmp(type, "regression") == 0) *problem = NN_BERT_REGRESSION;
+    else if (strcmp(type, "single_label_classification") == 0) *problem = NN_BERT_SINGLE_LABEL;
+    else if (strcmp(type, "multi_label_classification") == 0) *problem = NN_BERT_MULTI_LABEL;
+    else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
+                        "single_label_classification, multi_label_classification)", c->path, type);
+    return AG_OK;
+}
+
 ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *g) {
     memset(g, 0, sizeof *g);
     g->roberta = roberta;
-    double eps, range, ph, pa, pc;
-    const char *pos_type, *problem;
+    double range, pc;
+    const char *pos_type;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 30522, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "hidden_size", 768, 1, 1 << 16, &g->hidden_size)) ||
@@ -42,25 +67,16 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "type_vocab_size", 2, 1, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", roberta ? 1 : 0, 0, 1 << 24, &g->pad_token_id)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
         (st = nn_config_num(c, "classifier_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one,
-     * which is how save_pretrained writes it */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
                        g->hidden_size, g->num_attention_heads);
@@ -74,53 +90,64 @@ ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *
         return ag_fail(AG_ERR_ARG, "config %s: field \"max_position_embeddings\" %d leaves no position after "
                        "pad_token_id %d (RoBERTa's positions start at pad_token_id + 1)", c->path,
                        g->max_position_embeddings, g->pad_token_id);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
     if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->classifier_dropout = pc < 0 ? (float)ph : (float)pc;
-    /* problem_type: given, or (as forward() decides) regression for one label
-     * and otherwise by the labels' shape */
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
+    g->classifier_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
     return AG_OK;
 }
 
 /* ---------------------------------------------------------------- parameters */
 
-static ag_status declare_layer(ag_params *ps, nn_bert_layer *L, const char *p, int l, const nn_bert_config *cfg) {
-    char q[NN_NAME_MAX], k[NN_NAME_MAX], v[NN_NAME_MAX], o[NN_NAME_MAX], name[NN_NAME_MAX];
-    const int C = cfg->hidden_size, I = cfg->intermediate_size, NH = cfg->num_attention_heads;
-    const char *names[4] = {nn_name(q, "%sencoder.layer.%d.attention.self.query", p, l),
-                            nn_name(k, "%sencoder.layer.%d.attention.self.key", p, l),
-                            nn_name(v, "%sencoder.layer.%d.attention.self.value", p, l),
-                            nn_name(o, "%sencoder.layer.%d.attention.output.dense", p, l)};
+ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, int l, int C, int I, int NH,
+                                float eps, float attn_dropout, bool qkv_bias) {
+    char name[NN_NAME_MAX];
+    memset(L, 0, sizeof *L);
+    nn_mha *a = &L->attn; /* nn_mha_init's separate q, k, v, o, with the biases chosen one by one */
+    a->d_model = C, a->n_head = NH, a->d_head = C / NH;
+    a->attn_dropout = attn_dropout;
     ag_status st;
-    if ((st = nn_mha_init(ps, &L->attn, names, C, NH, C / NH, false, true, AG_LINEAR_OUT_IN)) ||
+    if ((st = nn_linear_init(ps, &a->q, nn_name(name, "%sencoder.layer.%d.attention.self.query", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->k, nn_name(name, "%sencoder.layer.%d.attention.self.key", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->v, nn_name(name, "%sencoder.layer.%d.attention.self.value", p, l), C, C,
+                             qkv_bias, AG_LINEAR_OUT_IN)) ||
+        (st = nn_linear_init(ps, &a->o, nn_name(name, "%sencoder.layer.%d.attention.output.dense", p, l), C, C, true,
+                             AG_LINEAR_OUT_IN)) ||
         (st = nn_layernorm_init(ps, &L->attn_ln, nn_name(name, "%sencoder.layer.%d.attention.output.LayerNorm", p, l),
-                                C, cfg->layer_norm_eps)) ||
+                                C, eps)) ||
         (st = nn_linear_init(ps, &L->intermediate, nn_name(name, "%sencoder.layer.%d.intermediate.dense", p, l), C, I,
                              true, AG_LINEAR_OUT_IN)) ||
         (st = nn_linear_init(ps, &L->output, nn_name(name, "%sencoder.layer.%d.output.dense", p, l), I, C, true,
                              AG_LINEAR_OUT_IN)) ||
         (st = nn_layernorm_init(ps, &L->output_ln, nn_name(name, "%sencoder.layer.%d.output.LayerNorm", p, l), C,
-                                cfg->layer_norm_eps)))
+                                eps)))
         return st;
-    L->attn.attn_dropout = cfg->attention_probs_dropout_prob;
     return AG_OK;
+}
+
+void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embedding *position,
+                                     const nn_embedding *token_type, const nn_norm *ln, float std, nn_init_rng *r) {
+    nn_init_embedding(word, std, r);
+    nn_init_embedding(position, std, r);
+    nn_init_embedding(token_type, std, r);
+    nn_init_norm(ln);
+}
+
+void nn_bert_mlm_head_init_weights(ag_tensor *bias, const nn_linear *transform, const nn_norm *transform_ln,
+                                   ag_tensor *decoder_w, const ag_tensor *word_w, float std, nn_init_rng *r) {
+    nn_init_const(bias, 0);
+    nn_init_linear(transform, std, r);
+    nn_init_norm(transform_ln);
+    if (decoder_w != word_w) nn_init_normal(decoder_w, std, r);
+}
+
+void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r) {
+    nn_init_linear(&L->attn.q, std, r), nn_init_linear(&L->attn.k, std, r);
+    nn_init_linear(&L->attn.v, std, r), nn_init_linear(&L->attn.o, std, r);
+    nn_init_norm(&L->attn_ln);
+    nn_init_linear(&L->intermediate, std, r), nn_init_linear(&L->output, std, r);
+    nn_init_norm(&L->output_ln);
 }
 
 /* The MLM head. named_parameters() yields the head's own bias first (it is a
@@ -169,7 +196,9 @@ ag_status nn_bert_declare(ag_params *ps, nn_bert *m, const nn_bert_config *cfg, 
     m->layer = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layer);
     if (!m->layer) return ag_fail(AG_ERR_MEMORY, "bert: out of memory");
     for (int l = 0; l < cfg->num_hidden_layers; ++l)
-        if ((st = declare_layer(ps, &m->layer[l], p, l, cfg))) return st;
+        if ((st = nn_bert_layer_declare(ps, &m->layer[l], p, l, C, cfg->intermediate_size, cfg->num_attention_heads,
+                                        cfg->layer_norm_eps, cfg->attention_probs_dropout_prob, true)))
+            return st;
     if (m->has_pooler &&
         (st = nn_linear_init(ps, &m->pooler, nn_name(name, "%spooler.dense", p), C, C, true, AG_LINEAR_OUT_IN)))
         return st;
@@ -201,60 +230,20 @@ int nn_bert_aliases(const nn_bert *m, const char *alias[][2], int cap) {
     return n;
 }
 
-/* nn.Linear: N(0, range) weight, zero bias. */
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-/* nn.Embedding: N(0, range), then the padding row (if any) zero. */
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 void nn_bert_init_weights(nn_bert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    init_embedding(&m->word, std, &r);
-    init_embedding(&m->position, std, &r);
-    init_embedding(&m->token_type, std, &r);
-    init_norm(&m->emb_ln);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_bert_layer *L = &m->layer[l];
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->attn_ln);
-        init_linear(&L->intermediate, std, &r), init_linear(&L->output, std, &r);
-        init_norm(&L->output_ln);
-    }
-    init_linear(&m->pooler, std, &r);
-    if (m->decoder_b) {
-        nn_init_const(m->decoder_b, 0);
-        init_linear(&m->transform, std, &r);
-        init_norm(&m->transform_ln);
-        if (m->decoder_w != m->word.w) nn_init_normal(m->decoder_w, std, &r);
-    }
-    init_linear(&m->seq_relationship, std, &r);
-    init_linear(&m->cls_dense, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
+    nn_init_linear(&m->pooler, std, &r);
+    if (m->decoder_b)
+        nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->word.w, std, &r);
+    nn_init_linear(&m->seq_relationship, std, &r);
+    nn_init_linear(&m->cls_dense, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */
-
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "bert: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)B, (long long)T);
-    return false;
-}
 
 /* Position ids [B,T] (RoBERTa) or [T] (BERT), in the arena. */
 static ag_ints *position_ids(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids) {
@@ -297,7 +286,8 @@ ag_tensor *nn_bert_forward(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids, co
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("bert", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("bert", "attention_mask", attention_mask, B, T))
         return NULL;
     ag_ints *pos = position_ids(ctx, m, ids);
     const ag_ints *tt = token_type_ids;
@@ -436,7 +426,7 @@ ag_tensor *nn_bert_loss(ag_ctx *ctx, const nn_bert *m, const ag_ints *ids, const
 
     /* masked LM: every position, -100 ignored, mean over the counted ones */
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("bert", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     ag_tensor *loss = ag_cross_entropy(ctx, nn_bert_mlm_logits(ctx, m, h), labels, 0.0f, AG_REDUCE_MEAN);

@@ -81,11 +81,40 @@ typedef struct nn_bert {
  * defaults and positions. Errors name the file and the field. */
 ag_status nn_bert_config_read(const nn_config *c, bool roberta, nn_bert_config *cfg);
 
+/* The classifier's label fields of a config, as PretrainedConfig reads them
+ * (BERT, ALBERT, ELECTRA, DeBERTa, XLM): num_labels (default 2) or
+ * len(id2label) when present, and problem_type (NULL: regression for one
+ * label, else single-label; *given false). Errors name the file and the
+ * field. */
+ag_status nn_bert_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given);
+
 /* Declares every parameter of the class in `ps`, in Hugging Face's
  * named_parameters() order (call ag_params_finalize afterwards). Returns AG_OK,
  * or the registry's error (a repeated name, out of memory). */
 ag_status nn_bert_declare(ag_params *ps, nn_bert *m, const nn_bert_config *cfg, nn_bert_head head);
 void nn_bert_free(nn_bert *m);
+/* Declares one BertLayer (BigBird's layer too) in its named_parameters()
+ * order: <p>encoder.layer.<l>.attention.self.{query,key,value},
+ * .attention.output.{dense,LayerNorm}, .intermediate.dense and
+ * .output.{dense,LayerNorm}; C wide, I inner, NH heads, LayerNorm eps,
+ * attn_dropout on the attention probabilities. qkv_bias: query, key and value
+ * carry biases (always in BERT; BigBird's use_bias); the output dense always
+ * does. Returns AG_OK or the registry's error. */
+ag_status nn_bert_layer_declare(ag_params *ps, nn_bert_layer *L, const char *p, int l, int C, int I, int NH,
+                                float eps, float attn_dropout, bool qkv_bias);
+/* BertEmbeddings' _init_weights (BERT, BigBird, ELECTRA and ALBERT,
+ * BERT2BERT): the word, position and token type tables N(0, std) with their
+ * padding rows 0, then the LayerNorm 1 and 0. */
+void nn_bert_embeddings_init_weights(const nn_embedding *word, const nn_embedding *position,
+                                     const nn_embedding *token_type, const nn_norm *ln, float std, nn_init_rng *r);
+/* The MLM head's _init_weights (BERT, BigBird, BERT2BERT's decoder): its bias
+ * 0, transform.dense N(0, std) with a zero bias, transform.LayerNorm 1 and 0,
+ * and the decoder weight N(0, std) unless it is the word embedding word_w. */
+void nn_bert_mlm_head_init_weights(ag_tensor *bias, const nn_linear *transform, const nn_norm *transform_ln,
+                                   ag_tensor *decoder_w, const ag_tensor *word_w, float std, nn_init_rng *r);
+/* The layer's _init_weights: Linear weights N(0, std), zero biases, LayerNorms 1 and 0. */
+void nn_bert_layer_init_weights(const nn_bert_layer *L, float std, nn_init_rng *r);
+
 /* Hugging Face's _init_weights: N(0, initializer_range) for every Linear and
  * Embedding weight, the padding rows of embeddings that have one set to zero,
  * zero biases (the MLM bias too), LayerNorms 1 and 0. */

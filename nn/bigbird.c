@@ -30,7 +30,7 @@
 
 ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, ph, pa;
+    double range;
     const char *type, *pos_type;
     bool is_decoder, cross;
     ag_status st;
@@ -45,10 +45,10 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_int(c, "block_size", 64, 1, 1 << 16, &g->block_size)) ||
         (st = nn_config_int(c, "num_random_blocks", 3, 0, 1 << 10, &g->num_random_blocks)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
         (st = nn_config_act(c, "hidden_act", "gelu_new", &g->act)) ||
         (st = nn_config_str(c, "attention_type", "block_sparse", &type)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
@@ -74,47 +74,11 @@ ag_status nn_bigbird_config_read(const nn_config *c, nn_bigbird_config *g) {
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
     return AG_OK;
 }
 
 /* ---------------------------------------------------------------- parameters */
-
-static ag_status declare_layer(ag_params *ps, nn_bert_layer *L, const char *p, int l, const nn_bigbird_config *g) {
-    const int C = g->hidden_size, I = g->intermediate_size, NH = g->num_attention_heads;
-    char name[NN_NAME_MAX];
-    nn_mha *a = &L->attn;
-    a->d_model = C, a->n_head = NH, a->d_head = C / NH;
-    a->attn_dropout = g->attention_probs_dropout_prob;
-    ag_status st;
-    /* query, key and value carry biases only with use_bias; the output dense always does */
-    if ((st = nn_linear_init(ps, &a->q, nn_name(name, "%sencoder.layer.%d.attention.self.query", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->k, nn_name(name, "%sencoder.layer.%d.attention.self.key", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->v, nn_name(name, "%sencoder.layer.%d.attention.self.value", p, l), C, C,
-                             g->use_bias, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &a->o, nn_name(name, "%sencoder.layer.%d.attention.output.dense", p, l), C, C, true,
-                             AG_LINEAR_OUT_IN)) ||
-        (st = nn_layernorm_init(ps, &L->attn_ln, nn_name(name, "%sencoder.layer.%d.attention.output.LayerNorm", p, l),
-                                C, g->layer_norm_eps)) ||
-        (st = nn_linear_init(ps, &L->intermediate, nn_name(name, "%sencoder.layer.%d.intermediate.dense", p, l), C, I,
-                             true, AG_LINEAR_OUT_IN)) ||
-        (st = nn_linear_init(ps, &L->output, nn_name(name, "%sencoder.layer.%d.output.dense", p, l), I, C, true,
-                             AG_LINEAR_OUT_IN)) ||
-        (st = nn_layernorm_init(ps, &L->output_ln, nn_name(name, "%sencoder.layer.%d.output.LayerNorm", p, l), C,
-                                g->layer_norm_eps)))
-        return st;
-    return AG_OK;
-}
 
 ag_status nn_bigbird_declare(ag_params *ps, nn_bigbird *m, const nn_bigbird_config *cfg, nn_bigbird_head head) {
     memset(m, 0, sizeof *m);
@@ -136,7 +100,9 @@ ag_status nn_bigbird_declare(ag_params *ps, nn_bigbird *m, const nn_bigbird_conf
     m->layer = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layer);
     if (!m->layer) return ag_fail(AG_ERR_MEMORY, "bigbird: out of memory");
     for (int l = 0; l < cfg->num_hidden_layers; ++l)
-        if ((st = declare_layer(ps, &m->layer[l], p, l, cfg))) return st;
+        if ((st = nn_bert_layer_declare(ps, &m->layer[l], p, l, C, cfg->intermediate_size, cfg->num_attention_heads,
+                                        cfg->layer_norm_eps, cfg->attention_probs_dropout_prob, cfg->use_bias)))
+            return st;
     /* both classes build BigBirdModel with its pooler */
     if ((st = nn_linear_init(ps, &m->pooler, nn_name(name, "%spooler", p), C, C, true, AG_LINEAR_OUT_IN))) return st;
     if (head == NN_BIGBIRD_MODEL) return AG_OK;
@@ -165,43 +131,14 @@ int nn_bigbird_aliases(const nn_bigbird *m, const char *alias[][2], int cap) {
     return n;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 void nn_bigbird_init_weights(nn_bigbird *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    init_embedding(&m->word, std, &r);
-    init_embedding(&m->position, std, &r);
-    init_embedding(&m->token_type, std, &r);
-    init_norm(&m->emb_ln);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_bert_layer *L = &m->layer[l];
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->attn_ln);
-        init_linear(&L->intermediate, std, &r), init_linear(&L->output, std, &r);
-        init_norm(&L->output_ln);
-    }
-    init_linear(&m->pooler, std, &r);
-    if (m->decoder_b) {
-        nn_init_const(m->decoder_b, 0);
-        init_linear(&m->transform, std, &r);
-        init_norm(&m->transform_ln);
-        if (m->decoder_w != m->word.w) nn_init_normal(m->decoder_w, std, &r);
-    }
+    nn_bert_embeddings_init_weights(&m->word, &m->position, &m->token_type, &m->emb_ln, std, &r);
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_bert_layer_init_weights(&m->layer[l], std, &r);
+    nn_init_linear(&m->pooler, std, &r);
+    if (m->decoder_b)
+        nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->word.w, std, &r);
 }
 
 /* ---------------------------------------------------------------- the block-sparse pattern */
@@ -260,14 +197,6 @@ ag_tensor *nn_bigbird_sparse_mask(ag_ctx *ctx, const nn_bigbird *m, const ag_int
 }
 
 /* ---------------------------------------------------------------- forward */
-
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "bigbird: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)B, (long long)T);
-    return false;
-}
 
 /* x [B,T] copied into [B,Tp] (Tp >= T) with `fill` after column T; x NULL
  * reads as all `dflt`. */
@@ -389,7 +318,8 @@ ag_tensor *nn_bigbird_forward(ag_ctx *ctx, const nn_bigbird *m, const ag_ints *i
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1], bs = m->cfg.block_size;
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("bigbird", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("bigbird", "attention_mask", attention_mask, B, T))
         return NULL;
     const bool sparse = nn_bigbird_uses_block_sparse(m, T);
     if (m->cfg.block_sparse && !sparse) {
@@ -467,7 +397,7 @@ ag_tensor *nn_bigbird_loss(ag_ctx *ctx, const nn_bigbird *m, const ag_ints *ids,
         return NULL;
     }
     if (!ids) return NULL;
-    if (ids->ndim != 2 || !same_bt("labels", labels, ids->shape[0], ids->shape[1])) {
+    if (ids->ndim != 2 || !nn_same_bt("bigbird", "labels", labels, ids->shape[0], ids->shape[1])) {
         if (ids->ndim != 2) ag_fail(AG_ERR_ARG, "bigbird: input_ids must be [B,T]");
         return NULL;
     }

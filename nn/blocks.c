@@ -210,6 +210,19 @@ static ag_tensor *residual(ag_ctx *ctx, const nn_block *b, const nn_norm *norm, 
     return b->cfg.pre_ln ? h : nn_norm_forward(ctx, norm, h);
 }
 
+void nn_block_init_weights(const nn_block *b, float std, nn_init_rng *r) {
+    nn_init_linear(&b->attn.q, std, r), nn_init_linear(&b->attn.k, std, r);
+    nn_init_linear(&b->attn.v, std, r), nn_init_linear(&b->attn.o, std, r);
+    nn_init_norm(&b->ln1);
+    if (b->cfg.cross_attention) {
+        nn_init_linear(&b->cross.q, std, r), nn_init_linear(&b->cross.k, std, r);
+        nn_init_linear(&b->cross.v, std, r), nn_init_linear(&b->cross.o, std, r);
+        nn_init_norm(&b->ln_cross);
+    }
+    nn_init_linear(&b->ffn.wi, std, r), nn_init_linear(&b->ffn.wo, std, r);
+    nn_init_norm(&b->ln2);
+}
+
 ag_tensor *nn_block_forward(ag_ctx *ctx, const nn_block *b, ag_tensor *x, ag_tensor *enc,
                             const ag_attn_opts *self_opts, const ag_attn_opts *cross_opts) {
     if (!x) return NULL;

@@ -17,6 +17,33 @@ ag_status nn_causal_lm_check(const char *family, const ag_ints *ids, const ag_in
     return AG_OK;
 }
 
+ag_status nn_causal_lm_config_common(const nn_config *c, double eps_dflt, double pdrop_dflt,
+                                     float *layer_norm_epsilon, float *initializer_range, float *embd_pdrop,
+                                     float *attn_pdrop, float *resid_pdrop) {
+    double range = 0, pe = 0, pa = 0, pr = 0;
+    ag_status st;
+    if ((st = nn_config_positive(c, "layer_norm_epsilon", eps_dflt, layer_norm_epsilon)) ||
+        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
+        (st = nn_config_num(c, "embd_pdrop", pdrop_dflt, &pe)) ||
+        (attn_pdrop && (st = nn_config_num(c, "attn_pdrop", pdrop_dflt, &pa))) ||
+        (st = nn_config_num(c, "resid_pdrop", pdrop_dflt, &pr)))
+        return st;
+    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
+        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
+    *initializer_range = (float)range;
+    *embd_pdrop = (float)pe;
+    if (attn_pdrop) *attn_pdrop = (float)pa;
+    *resid_pdrop = (float)pr;
+    return AG_OK;
+}
+
+int nn_causal_lm_tied_head_alias(const char *alias[][2], int cap, bool tied, const ag_tensor *word) {
+    if (!tied || cap < 1) return 0;
+    alias[0][0] = "lm_head.weight";
+    alias[0][1] = word->name;
+    return 1;
+}
+
 ag_ints *nn_causal_lm_positions(ag_ctx *ctx, int64_t T, int64_t pos_offset) {
     ag_ints *pos = ag_ints_from(ctx, NULL, 1, AG_SHAPE(T));
     if (!pos) return NULL;

@@ -21,6 +21,23 @@
 ag_status nn_causal_lm_check(const char *family, const ag_ints *ids, const ag_ints *attention_mask,
                              int64_t pos_offset, int64_t n_positions);
 
+/* Reads the config.json fields GPT-2, OpenAI GPT, GPT-J and CTRL share under
+ * the same names: layer_norm_epsilon (> 0; default eps_dflt),
+ * initializer_range (0.02), and the dropouts embd_pdrop, attn_pdrop and
+ * resid_pdrop (default pdrop_dflt; attn_pdrop NULL for a family without one,
+ * as CTRL). These families judge the dropouts together: one outside [0, 1) is
+ * "config <path>: the dropout probabilities must be in [0, 1)". Returns AG_OK
+ * or AG_ERR_ARG naming the file (and the field, for the epsilon or a value of
+ * the wrong type). */
+ag_status nn_causal_lm_config_common(const nn_config *c, double eps_dflt, double pdrop_dflt,
+                                     float *layer_norm_epsilon, float *initializer_range, float *embd_pdrop,
+                                     float *attn_pdrop, float *resid_pdrop);
+
+/* The checkpoint alias of an LM head tied to the token embedding `word`:
+ * "lm_head.weight" -> word's name, written to alias[0] when tied (the class
+ * has the head and ties it) and cap >= 1. Returns the number written, 0 or 1. */
+int nn_causal_lm_tied_head_alias(const char *alias[][2], int cap, bool tied, const ag_tensor *word);
+
 /* The positions pos_offset .. pos_offset+T-1 as an [T] integer tensor in the
  * step arena (every row of the batch shares them), or NULL. */
 ag_ints *nn_causal_lm_positions(ag_ctx *ctx, int64_t T, int64_t pos_offset);

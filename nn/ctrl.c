@@ -25,7 +25,6 @@
 
 ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pr;
     bool tied;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 246534, 1, 1 << 24, &g->vocab_size)) ||
@@ -34,9 +33,8 @@ ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
         (st = nn_config_int(c, "dff", 8192, 1, 1 << 20, &g->dff)) ||
         (st = nn_config_int(c, "n_layer", 48, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 16, 1, 4096, &g->n_head)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-6, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) ||
+        (st = nn_causal_lm_config_common(c, 1e-6, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         NULL, &g->resid_pdrop)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &tied)))
         return st;
     if (!tied)
@@ -47,13 +45,6 @@ ag_status nn_ctrl_config_read(const nn_config *c, nn_ctrl_config *g) {
     if (g->n_embd % 2)
         return ag_fail(AG_ERR_ARG, "config %s: field \"n_embd\" (%d) must be even for the sine/cosine positions",
                        c->path, g->n_embd);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 
@@ -97,10 +88,7 @@ void nn_ctrl_free(nn_ctrl *m) {
 }
 
 int nn_ctrl_aliases(const nn_ctrl *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->w.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head, m->w.w);
 }
 
 void nn_ctrl_init_weights(nn_ctrl *m, uint64_t seed) {
@@ -110,11 +98,11 @@ void nn_ctrl_init_weights(nn_ctrl *m, uint64_t seed) {
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_ctrl_block *b = &m->h[l];
         const nn_linear *lin[6] = {&b->mha.q, &b->mha.k, &b->mha.v, &b->mha.o, &b->ffn0, &b->ffn2};
-        for (int i = 0; i < 6; ++i) nn_init_normal(lin[i]->w, std, &r), nn_init_const(lin[i]->b, 0);
-        nn_init_const(b->layernorm1.w, 1), nn_init_const(b->layernorm1.b, 0);
-        nn_init_const(b->layernorm2.w, 1), nn_init_const(b->layernorm2.b, 0);
+        for (int i = 0; i < 6; ++i) nn_init_linear(lin[i], std, &r);
+        nn_init_norm(&b->layernorm1);
+        nn_init_norm(&b->layernorm2);
     }
-    nn_init_const(m->layernorm.w, 1), nn_init_const(m->layernorm.b, 0);
+    nn_init_norm(&m->layernorm);
     if (m->lm_head_b) nn_init_const(m->lm_head_b, 0);
 }
 

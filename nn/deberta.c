@@ -85,18 +85,13 @@ static ag_status read_act(const nn_config *c, const char *field, nn_act *act) {
     return AG_OK;
 }
 
-static ag_status check_dropout(const nn_config *c, const char *field, double p) {
-    if (p < 0 || p >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path, field);
-    return AG_OK;
-}
-
 ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config *g) {
     memset(g, 0, sizeof *g);
     g->v2 = v2;
-    double eps, range, ph, pa, pp, pc;
+    double range, pc;
     int pooler_size, head_size, groups;
     bool talking_head;
-    const char *norm_rel, *problem;
+    const char *norm_rel;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", v2 ? 128100 : 50265, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "hidden_size", 768, 1, 1 << 16, &g->hidden_size)) ||
@@ -107,11 +102,11 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
         (st = nn_config_int(c, "type_vocab_size", 0, 0, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_int(c, "embedding_size", 0, 0, 1 << 16, &g->embedding_size)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-7, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-7, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
-        (st = nn_config_num(c, "pooler_dropout", 0.0, &pp)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
+        (st = nn_config_prob(c, "pooler_dropout", 0.0, &g->pooler_dropout)) ||
         (st = nn_config_num(c, "cls_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = read_act(c, "hidden_act", &g->act)) || (st = read_act(c, "pooler_hidden_act", &g->pooler_act)) ||
         (st = nn_config_int(c, "pooler_hidden_size", 0, 0, 1 << 16, &pooler_size)) ||
@@ -119,8 +114,8 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
         (st = nn_config_int(c, "max_relative_positions", -1, INT_MIN, 1 << 20, &g->max_relative_positions)) ||
         (st = nn_config_bool(c, "position_biased_input", true, &g->position_biased_input)) ||
         (st = nn_config_bool(c, "talking_head", false, &talking_head)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
-        (st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)) || (st = read_pos_att_type(c, g)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)) ||
+        (st = read_pos_att_type(c, g)))
         return st;
     if (v2 && ((st = nn_config_int(c, "position_buckets", -1, INT_MIN, 1 << 20, &g->position_buckets)) ||
                (st = nn_config_bool(c, "share_att_key", false, &g->share_att_key)) ||
@@ -144,11 +139,7 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if ((st = check_dropout(c, "hidden_dropout_prob", ph)) ||
-        (st = check_dropout(c, "attention_probs_dropout_prob", pa)) || (st = check_dropout(c, "pooler_dropout", pp)) ||
-        (pc >= 0 && (st = check_dropout(c, "cls_dropout", pc))))
-        return st;
+    if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"cls_dropout\" must be in [0, 1)", c->path);
     if (g->max_relative_positions < 1) g->max_relative_positions = g->max_position_embeddings;
     if (v2) {
         if (head_size != 0 && head_size * NH != C)
@@ -181,27 +172,8 @@ ag_status nn_deberta_config_read(const nn_config *c, bool v2, nn_deberta_config 
                                c->path, tok);
         }
     }
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->pooler_dropout = (float)pp;
-    g->cls_dropout = pc < 0 ? (float)ph : (float)pc;
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
+    g->cls_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
     return AG_OK;
 }
 
@@ -333,55 +305,37 @@ int nn_deberta_aliases(const nn_deberta *m, const char *alias[][2], int cap) {
     return 2;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    if (!e->w) return;
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 void nn_deberta_init_weights(nn_deberta *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    init_embedding(&m->word, std, &r);
-    init_embedding(&m->position, std, &r);
-    init_embedding(&m->token_type, std, &r);
-    init_linear(&m->embed_proj, std, &r);
-    init_norm(&m->emb_ln);
+    nn_init_embedding(&m->word, std, &r);
+    nn_init_embedding(&m->position, std, &r);
+    nn_init_embedding(&m->token_type, std, &r);
+    nn_init_linear(&m->embed_proj, std, &r);
+    nn_init_norm(&m->emb_ln);
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
         nn_deberta_layer *L = &m->layer[l];
         if (L->q_bias) nn_init_const(L->q_bias, 0), nn_init_const(L->v_bias, 0);
         nn_linear *lin[] = {&L->in_proj, &L->pos_proj, &L->pos_q_proj, &L->query, &L->key, &L->value,
                             &L->pos_key, &L->pos_query, &L->attn_out, &L->intermediate, &L->output};
-        for (size_t i = 0; i < sizeof lin / sizeof *lin; ++i) init_linear(lin[i], std, &r);
-        init_norm(&L->attn_ln), init_norm(&L->output_ln);
+        for (size_t i = 0; i < sizeof lin / sizeof *lin; ++i) nn_init_linear(lin[i], std, &r);
+        nn_init_norm(&L->attn_ln), nn_init_norm(&L->output_ln);
     }
-    init_embedding(&m->rel, std, &r);
-    init_norm(&m->rel_ln);
+    nn_init_embedding(&m->rel, std, &r);
+    nn_init_norm(&m->rel_ln);
     if (m->conv_w) { /* nn.Conv1d's reset_parameters: U(-b, b), b = 1/sqrt(fan_in), fan_in = C * K */
         const float b = 1.0f / sqrtf((float)(m->conv_w->shape[1] * m->conv_w->shape[2]));
         for (int64_t i = 0; i < m->conv_w->numel; ++i)
             m->conv_w->data[i] = b * (2.0f * ag_rng_uniform(seed ^ 0xc0417ULL, (uint64_t)i) - 1.0f);
         for (int64_t i = 0; i < m->conv_b->numel; ++i)
             m->conv_b->data[i] = b * (2.0f * ag_rng_uniform(seed ^ 0xc0418ULL, (uint64_t)i) - 1.0f);
-        init_norm(&m->conv_ln);
+        nn_init_norm(&m->conv_ln);
     }
     if (m->decoder_b) nn_init_const(m->decoder_b, 0);
-    init_linear(&m->transform, std, &r);
-    init_norm(&m->transform_ln);
-    init_linear(&m->pooler, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->transform, std, &r);
+    nn_init_norm(&m->transform_ln);
+    nn_init_linear(&m->pooler, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 /* ---------------------------------------------------------------- relative positions */
@@ -523,14 +477,6 @@ static ag_tensor *conv_layer(ag_ctx *ctx, const nn_deberta *m, ag_tensor *x, ag_
 
 /* ---------------------------------------------------------------- forward */
 
-static bool same_bt(const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "deberta: %s %s does not match input_ids [%lld,%lld]", what,
-            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
-    return false;
-}
-
 ag_tensor *nn_deberta_forward(ag_ctx *ctx, const nn_deberta *m, const ag_ints *ids, const ag_ints *token_type_ids,
                               const ag_ints *attention_mask) {
     if (!ids) return NULL;
@@ -541,7 +487,8 @@ ag_tensor *nn_deberta_forward(ag_ctx *ctx, const nn_deberta *m, const ag_ints *i
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("token_type_ids", token_type_ids, B, T) || !same_bt("attention_mask", attention_mask, B, T))
+    if (!nn_same_bt("deberta", "token_type_ids", token_type_ids, B, T) ||
+        !nn_same_bt("deberta", "attention_mask", attention_mask, B, T))
         return NULL;
     if (m->position.w && T > g->max_position_embeddings) {
         ag_fail(AG_ERR_ARG, "deberta: %lld positions exceed max_position_embeddings %d", (long long)T,
@@ -693,7 +640,7 @@ ag_tensor *nn_deberta_loss(ag_ctx *ctx, const nn_deberta *m, const ag_ints *ids,
     if (!h) return NULL;
     if (m->head == NN_DEBERTA_SEQ_CLS) return classifier_loss(ctx, m, nn_deberta_cls_logits(ctx, m, h), labels, n_tokens);
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!same_bt("labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("deberta", "labels", labels, B, T)) return NULL;
     int64_t count = 0;
     for (int64_t i = 0; i < labels->numel; ++i) count += labels->data[i] != AG_IGNORE_INDEX;
     if (n_tokens) *n_tokens = count;

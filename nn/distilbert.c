@@ -22,7 +22,7 @@
 
 ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g) {
     memset(g, 0, sizeof *g);
-    double range, pd, pa, pc;
+    double range;
     const char *problem;
     bool sinusoidal;
     ag_status st;
@@ -34,9 +34,9 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "dropout", 0.1, &pd)) ||
-        (st = nn_config_num(c, "attention_dropout", 0.1, &pa)) ||
-        (st = nn_config_num(c, "seq_classif_dropout", 0.2, &pc)) ||
+        (st = nn_config_prob(c, "dropout", 0.1, &g->dropout)) ||
+        (st = nn_config_prob(c, "attention_dropout", 0.1, &g->attention_dropout)) ||
+        (st = nn_config_prob(c, "seq_classif_dropout", 0.2, &g->seq_classif_dropout)) ||
         (st = nn_config_act(c, "activation", "gelu", &g->act)) ||
         (st = nn_config_str(c, "problem_type", NULL, &problem)) ||
         (st = nn_config_bool(c, "sinusoidal_pos_embds", false, &sinusoidal)) ||
@@ -57,15 +57,7 @@ ag_status nn_distilbert_config_read(const nn_config *c, nn_distilbert_config *g)
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (pd < 0 || pd >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"dropout\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_dropout\" must be in [0, 1)", c->path);
-    if (pc < 0 || pc >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"seq_classif_dropout\" must be in [0, 1)", c->path);
     g->initializer_range = (float)range;
-    g->dropout = (float)pd;
-    g->attention_dropout = (float)pa;
-    g->seq_classif_dropout = (float)pc;
     g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
     if (problem) {
         g->problem_type_given = true;
@@ -146,39 +138,26 @@ int nn_distilbert_aliases(const nn_distilbert *m, const char *alias[][2], int ca
     return 1;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 void nn_distilbert_init_weights(nn_distilbert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
-    nn_init_normal(m->word.w, std, &r);
-    memset(m->word.w->data + (int64_t)m->cfg.pad_token_id * m->cfg.dim, 0, (size_t)m->cfg.dim * sizeof(float));
-    nn_init_normal(m->position.w, std, &r);
-    init_norm(&m->emb_ln);
+    nn_init_embedding(&m->word, std, &r);     /* the padding row pad_token_id 0 */
+    nn_init_embedding(&m->position, std, &r);
+    nn_init_norm(&m->emb_ln);
     for (int l = 0; l < m->cfg.n_layers; ++l) {
         nn_distilbert_layer *L = &m->layer[l];
-        init_linear(&L->attention.q, std, &r), init_linear(&L->attention.k, std, &r);
-        init_linear(&L->attention.v, std, &r), init_linear(&L->attention.o, std, &r);
-        init_norm(&L->sa_layer_norm);
-        init_linear(&L->lin1, std, &r), init_linear(&L->lin2, std, &r);
-        init_norm(&L->output_layer_norm);
+        nn_init_linear(&L->attention.q, std, &r), nn_init_linear(&L->attention.k, std, &r);
+        nn_init_linear(&L->attention.v, std, &r), nn_init_linear(&L->attention.o, std, &r);
+        nn_init_norm(&L->sa_layer_norm);
+        nn_init_linear(&L->lin1, std, &r), nn_init_linear(&L->lin2, std, &r);
+        nn_init_norm(&L->output_layer_norm);
     }
-    init_linear(&m->vocab_transform, std, &r);
-    init_norm(&m->vocab_layer_norm);
+    nn_init_linear(&m->vocab_transform, std, &r);
+    nn_init_norm(&m->vocab_layer_norm);
     if (m->projector_w && m->projector_w != m->word.w) nn_init_normal(m->projector_w, std, &r);
     if (m->projector_b) nn_init_const(m->projector_b, 0);
-    init_linear(&m->pre_classifier, std, &r);
-    init_linear(&m->classifier, std, &r);
+    nn_init_linear(&m->pre_classifier, std, &r);
+    nn_init_linear(&m->classifier, std, &r);
 }
 
 ag_tensor *nn_distilbert_forward(ag_ctx *ctx, const nn_distilbert *m, const ag_ints *ids,

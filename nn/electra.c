@@ -41,25 +41,8 @@ ag_status nn_electra_embeddings_init(ag_params *ps, nn_electra_embeddings *e, co
     return nn_layernorm_init(ps, &e->ln, nn_name(name, "%sembeddings.LayerNorm", p), E, eps);
 }
 
-static void init_table(nn_embedding *t, float std, nn_init_rng *r) {
-    nn_init_normal(t->w, std, r);
-    if (t->padding_idx >= 0) memset(t->w->data + (int64_t)t->padding_idx * t->dim, 0, (size_t)t->dim * sizeof(float));
-}
-
 void nn_electra_embeddings_init_weights(nn_electra_embeddings *e, float std, nn_init_rng *r) {
-    init_table(&e->word, std, r);
-    init_table(&e->position, std, r);
-    init_table(&e->token_type, std, r);
-    nn_init_const(e->ln.w, 1);
-    nn_init_const(e->ln.b, 0);
-}
-
-bool nn_electra_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T) {
-    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "%s: %s %s does not match input_ids [%lld,%lld]", who, what,
-            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
-    return false;
+    nn_bert_embeddings_init_weights(&e->word, &e->position, &e->token_type, &e->ln, std, r);
 }
 
 ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embeddings *e, const char *who,
@@ -71,7 +54,7 @@ ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embedding
         return NULL;
     }
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!nn_electra_same_bt(who, "token_type_ids", token_type_ids, B, T)) return NULL;
+    if (!nn_same_bt(who, "token_type_ids", token_type_ids, B, T)) return NULL;
     if (T > e->position.num) {
         ag_fail(AG_ERR_ARG, "%s: %lld positions exceed max_position_embeddings %d", who, (long long)T,
                 e->position.num);
@@ -94,35 +77,11 @@ ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embedding
     return ag_dropout(ctx, nn_norm_forward(ctx, &e->ln, x), e->dropout);
 }
 
-ag_status nn_electra_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given) {
-    const char *type;
-    ag_status st;
-    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, num_labels)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &type)))
-        return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        *num_labels = cJSON_GetArraySize(id2label);
-    }
-    *given = type != NULL;
-    *problem = *num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (!type) return AG_OK;
-    if (strcmp(type, "regression") == 0) *problem = NN_BERT_REGRESSION;
-    else if (strcmp(type, "single_label_classification") == 0) *problem = NN_BERT_SINGLE_LABEL;
-    else if (strcmp(type, "multi_label_classification") == 0) *problem = NN_BERT_MULTI_LABEL;
-    else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                        "single_label_classification, multi_label_classification)", c->path, type);
-    return AG_OK;
-}
-
 /* ---------------------------------------------------------------- config */
 
 ag_status nn_electra_config_read(const nn_config *c, nn_electra_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, ph, pa, pc;
+    double range, pc;
     const char *pos_type;
     ag_status st;
     /* ElectraConfig's defaults are electra-small's */
@@ -135,15 +94,15 @@ ag_status nn_electra_config_read(const nn_config *c, nn_electra_config *g) {
         (st = nn_config_int(c, "max_position_embeddings", 512, 1, 1 << 20, &g->max_position_embeddings)) ||
         (st = nn_config_int(c, "type_vocab_size", 2, 1, 1 << 16, &g->type_vocab_size)) ||
         (st = nn_config_int(c, "pad_token_id", 0, 0, 1 << 24, &g->pad_token_id)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "hidden_dropout_prob", 0.1, &ph)) ||
-        (st = nn_config_num(c, "attention_probs_dropout_prob", 0.1, &pa)) ||
+        (st = nn_config_prob(c, "hidden_dropout_prob", 0.1, &g->hidden_dropout_prob)) ||
+        (st = nn_config_prob(c, "attention_probs_dropout_prob", 0.1, &g->attention_probs_dropout_prob)) ||
         (st = nn_config_num(c, "classifier_dropout", -1.0, &pc)) || /* null: hidden_dropout_prob */
         (st = nn_config_act(c, "hidden_act", "gelu", &g->act)) ||
         (st = nn_config_str(c, "position_embedding_type", "absolute", &pos_type)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
-        (st = nn_electra_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
+        (st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)))
         return st;
     if (g->hidden_size % g->num_attention_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_attention_heads %d", c->path,
@@ -154,17 +113,9 @@ ag_status nn_electra_config_read(const nn_config *c, nn_electra_config *g) {
     if (g->pad_token_id >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_token_id\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_token_id, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (ph < 0 || ph >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"hidden_dropout_prob\" must be in [0, 1)", c->path);
-    if (pa < 0 || pa >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_probs_dropout_prob\" must be in [0, 1)", c->path);
     if (pc >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"classifier_dropout\" must be in [0, 1)", c->path);
-    g->layer_norm_eps = (float)eps;
     g->initializer_range = (float)range;
-    g->hidden_dropout_prob = (float)ph;
-    g->attention_probs_dropout_prob = (float)pa;
-    g->classifier_dropout = pc < 0 ? (float)ph : (float)pc;
+    g->classifier_dropout = pc < 0 ? g->hidden_dropout_prob : (float)pc;
     return AG_OK;
 }
 
@@ -235,38 +186,18 @@ int nn_electra_aliases(const nn_electra *m, const char *alias[][2], int cap) {
     return 1;
 }
 
-/* nn.Linear: N(0, std) weight, zero bias; a module that was not declared is skipped. */
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    if (!l->w) return;
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    if (!n->w) return;
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
 void nn_electra_init_weights(nn_electra *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     const float std = m->cfg.initializer_range;
     nn_electra_embeddings_init_weights(&m->emb, std, &r);
-    init_linear(&m->project, std, &r);
-    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) {
-        nn_block *L = &m->layer[l];
-        init_linear(&L->attn.q, std, &r), init_linear(&L->attn.k, std, &r);
-        init_linear(&L->attn.v, std, &r), init_linear(&L->attn.o, std, &r);
-        init_norm(&L->ln1);
-        init_linear(&L->ffn.wi, std, &r), init_linear(&L->ffn.wo, std, &r);
-        init_norm(&L->ln2);
-    }
-    init_linear(&m->disc_dense, std, &r), init_linear(&m->disc_prediction, std, &r);
-    init_norm(&m->gen_ln);
-    init_linear(&m->gen_dense, std, &r);
+    nn_init_linear(&m->project, std, &r);
+    for (int l = 0; l < m->cfg.num_hidden_layers; ++l) nn_block_init_weights(&m->layer[l], std, &r);
+    nn_init_linear(&m->disc_dense, std, &r), nn_init_linear(&m->disc_prediction, std, &r);
+    nn_init_norm(&m->gen_ln);
+    nn_init_linear(&m->gen_dense, std, &r);
     if (m->lm_w && m->lm_w != m->emb.word.w) nn_init_normal(m->lm_w, std, &r);
     if (m->lm_b) nn_init_const(m->lm_b, 0);
-    init_linear(&m->cls_dense, std, &r), init_linear(&m->cls_out, std, &r);
+    nn_init_linear(&m->cls_dense, std, &r), nn_init_linear(&m->cls_out, std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -275,7 +206,7 @@ ag_tensor *nn_electra_forward(ag_ctx *ctx, const nn_electra *m, const ag_ints *i
                               const ag_ints *attention_mask) {
     ag_tensor *h = nn_electra_embeddings_forward(ctx, &m->emb, "electra", ids, token_type_ids); /* [B,T,E] */
     if (!h) return NULL;
-    if (!nn_electra_same_bt("electra", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
+    if (!nn_same_bt("electra", "attention_mask", attention_mask, ids->shape[0], ids->shape[1])) return NULL;
     if (m->has_project) h = nn_linear_forward(ctx, &m->project, h);                             /* [B,T,H] */
     const ag_attn_opts opts = {.key_mask = attention_mask}; /* bidirectional; padding never attended */
     for (int l = 0; l < m->cfg.num_hidden_layers; ++l) h = nn_block_forward(ctx, &m->layer[l], h, NULL, &opts, NULL);
@@ -359,7 +290,7 @@ ag_tensor *nn_electra_loss(ag_ctx *ctx, const nn_electra *m, const ag_ints *ids,
         return nn_bert_classifier_loss(ctx, nn_electra_cls_logits(ctx, m, h), labels, m->cfg.problem,
                                        m->cfg.problem_type_given, n_tokens);
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (!nn_electra_same_bt("electra", "labels", labels, B, T)) return NULL;
+    if (!nn_same_bt("electra", "labels", labels, B, T)) return NULL;
     if (m->head == NN_ELECTRA_PRETRAINING)
         return discriminator_loss(ctx, nn_electra_discriminator_logits(ctx, m, h), labels, attention_mask, n_tokens);
     /* the generator: masked LM over every position, -100 ignored */

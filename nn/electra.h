@@ -50,14 +50,7 @@ void nn_electra_embeddings_init_weights(nn_electra_embeddings *e, float std, nn_
 ag_tensor *nn_electra_embeddings_forward(ag_ctx *ctx, const nn_electra_embeddings *e, const char *who,
                                          const ag_ints *ids, const ag_ints *token_type_ids);
 
-/* The classifier's label fields of a config, as PretrainedConfig reads them:
- * num_labels (default 2) or len(id2label) when present, and problem_type
- * (NULL: regression for one label, else single-label; *given false). Errors
- * name the file and the field. */
-ag_status nn_electra_read_labels(const nn_config *c, int *num_labels, nn_bert_problem *problem, bool *given);
 
-/* Checks that x is NULL or [B,T]; else fails naming `what` and returns false. */
-bool nn_electra_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T);
 
 /* ---------------------------------------------------------------- ELECTRA */
 

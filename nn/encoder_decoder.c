@@ -181,51 +181,19 @@ int nn_bert2bert_aliases(const nn_bert2bert *m, const char *alias[][2], int cap)
     return n;
 }
 
-static void init_linear(nn_linear *l, float std, nn_init_rng *r) {
-    nn_init_normal(l->w, std, r);
-    if (l->b) nn_init_const(l->b, 0);
-}
-
-static void init_norm(nn_norm *n) {
-    nn_init_const(n->w, 1);
-    nn_init_const(n->b, 0);
-}
-
-static void init_embedding(nn_embedding *e, float std, nn_init_rng *r) {
-    nn_init_normal(e->w, std, r);
-    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
-}
-
 static void init_side(nn_bert2bert_embeddings *e, nn_block *layers, int n, float std, nn_init_rng *r) {
-    init_embedding(&e->word, std, r);
-    init_embedding(&e->position, std, r);
-    init_embedding(&e->token_type, std, r);
-    init_norm(&e->ln);
-    for (int l = 0; l < n; ++l) {
-        nn_block *b = &layers[l];
-        init_linear(&b->attn.q, std, r), init_linear(&b->attn.k, std, r);
-        init_linear(&b->attn.v, std, r), init_linear(&b->attn.o, std, r);
-        init_norm(&b->ln1);
-        if (b->cfg.cross_attention) {
-            init_linear(&b->cross.q, std, r), init_linear(&b->cross.k, std, r);
-            init_linear(&b->cross.v, std, r), init_linear(&b->cross.o, std, r);
-            init_norm(&b->ln_cross);
-        }
-        init_linear(&b->ffn.wi, std, r), init_linear(&b->ffn.wo, std, r);
-        init_norm(&b->ln2);
-    }
+    nn_bert_embeddings_init_weights(&e->word, &e->position, &e->token_type, &e->ln, std, r);
+    for (int l = 0; l < n; ++l) nn_block_init_weights(&layers[l], std, r);
 }
 
 void nn_bert2bert_init_weights(nn_bert2bert *m, uint64_t seed) {
     nn_init_rng r = {seed, 0};
     init_side(&m->enc_emb, m->enc_layer, m->cfg.enc.num_hidden_layers, m->cfg.enc.initializer_range, &r);
-    init_linear(&m->enc_pooler, m->cfg.enc.initializer_range, &r);
+    nn_init_linear(&m->enc_pooler, m->cfg.enc.initializer_range, &r);
     const float std = m->cfg.dec.initializer_range;
     init_side(&m->dec_emb, m->dec_layer, m->cfg.dec.num_hidden_layers, std, &r);
-    nn_init_const(m->decoder_b, 0);
-    init_linear(&m->transform, std, &r);
-    init_norm(&m->transform_ln);
-    if (m->decoder_w != m->dec_emb.word.w) nn_init_normal(m->decoder_w, std, &r);
+    nn_bert_mlm_head_init_weights(m->decoder_b, &m->transform, &m->transform_ln, m->decoder_w, m->dec_emb.word.w, std,
+                                  &r);
 }
 
 /* ---------------------------------------------------------------- forward */

@@ -24,7 +24,6 @@
 
 ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "n_positions", 1024, 1, 1 << 20, &g->n_positions)) ||
@@ -32,10 +31,8 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         (st = nn_config_int(c, "n_layer", 12, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 12, 1, 4096, &g->n_head)) ||
         (st = nn_config_int(c, "n_inner", 4 * g->n_embd, 1, 1 << 20, &g->n_inner)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.1, &pa)) ||
-        (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) ||
+        (st = nn_causal_lm_config_common(c, 1e-5, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         &g->attn_pdrop, &g->resid_pdrop)) ||
         (st = nn_config_act(c, "activation_function", "gelu_new", &g->act)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", true, &g->tie_word_embeddings)) ||
         (st = nn_config_bool(c, "scale_attn_weights", true, &g->scale_attn_weights)) ||
@@ -45,14 +42,6 @@ ag_status nn_gpt2_config_read(const nn_config *c, nn_gpt2_config *g) {
         return st;
     if (g->n_embd % g->n_head)
         return ag_fail(AG_ERR_ARG, "config %s: n_embd %d is not divisible by n_head %d", c->path, g->n_embd, g->n_head);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->attn_pdrop = (float)pa;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 
@@ -103,10 +92,7 @@ void nn_gpt2_free(nn_gpt2 *m) {
 }
 
 int nn_gpt2_aliases(const nn_gpt2 *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || !m->cfg.tie_word_embeddings || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->wte.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head && m->cfg.tie_word_embeddings, m->wte.w);
 }
 
 void nn_gpt2_init_weights(nn_gpt2 *m, uint64_t seed) {
@@ -117,14 +103,14 @@ void nn_gpt2_init_weights(nn_gpt2 *m, uint64_t seed) {
     nn_init_normal(m->wpe.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_gpt2_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
-        nn_init_normal(b->attn.qkv.w, std, &r), nn_init_const(b->attn.qkv.b, 0);
-        nn_init_normal(b->attn.o.w, proj_std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, proj_std, &r), nn_init_const(b->c_proj.b, 0);
+        nn_init_norm(&b->ln_1);
+        nn_init_norm(&b->ln_2);
+        nn_init_linear(&b->attn.qkv, std, &r);
+        nn_init_linear(&b->attn.o, proj_std, &r);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, proj_std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
 }
 
@@ -184,31 +170,9 @@ ag_tensor *nn_gpt2_lm_loss(ag_ctx *ctx, const nn_gpt2 *m, const ag_ints *ids, co
                            const ag_ints *labels, ag_reduction reduction, int64_t *n_tokens) {
     ag_tensor *h = nn_gpt2_forward(ctx, m, ids, attention_mask, 0);
     if (!h || !labels) return NULL;
-    const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != T) {
-        char s[64];
-        ag_fail(AG_ERR_ARG, "gpt2: labels %s do not match input_ids [%lld,%lld]",
-                ag_shape_str(s, labels->ndim, labels->shape), (long long)B, (long long)T);
-        return NULL;
-    }
-    if (T < 2) {
-        ag_fail(AG_ERR_ARG, "gpt2: a causal LM loss needs at least 2 positions, got %lld", (long long)T);
-        return NULL;
-    }
-    /* position t predicts label t+1: drop the last hidden state before the
-     * head (never the B*T*V logits) and the first label */
-    ag_tensor *logits = nn_gpt2_logits(ctx, m, ag_slice(ctx, h, 1, 0, T - 1)); /* [B,T-1,V] */
-    ag_ints *shifted = ag_ints_from(ctx, NULL, 2, AG_SHAPE(B, T - 1));
-    if (!logits || !shifted) return NULL;
-    int64_t count = 0;
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T - 1; ++t) {
-            int32_t y = labels->data[b * T + t + 1];
-            shifted->data[b * (T - 1) + t] = y;
-            count += y != AG_IGNORE_INDEX;
-        }
-    if (n_tokens) *n_tokens = count;
-    return ag_cross_entropy(ctx, logits, shifted, 0.0f, reduction);
+    if (!m->lm_head_w) return nn_gpt2_logits(ctx, m, h); /* GPT2Model: fails, naming the missing head */
+    /* position t predicts label t+1, the head tied to wte (causal_lm.h) */
+    return nn_causal_lm_loss(ctx, "gpt2", h, m->lm_head_w, NULL, labels, reduction, n_tokens);
 }
 
 /* The same blocks as nn_gpt2_forward, over the T new positions only: each

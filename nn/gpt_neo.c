@@ -62,7 +62,7 @@ bad:
 
 ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
+    double range, pe, pa, pr;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50257, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "max_position_embeddings", 2048, 1, 1 << 20, &g->max_position_embeddings)) ||
@@ -71,7 +71,7 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
         (st = nn_config_int(c, "num_heads", 16, 1, 4096, &g->num_heads)) ||
         (st = nn_config_int(c, "intermediate_size", 4 * g->hidden_size, 1, 1 << 20, &g->intermediate_size)) ||
         (st = nn_config_int(c, "window_size", 256, 1, 1 << 20, &g->window_size)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
+        (st = nn_config_positive(c, "layer_norm_epsilon", 1e-5, &g->layer_norm_epsilon)) ||
         (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
         (st = nn_config_num(c, "embed_dropout", 0.0, &pe)) ||
         (st = nn_config_num(c, "attention_dropout", 0.0, &pa)) ||
@@ -82,7 +82,6 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
     if (g->hidden_size % g->num_heads)
         return ag_fail(AG_ERR_ARG, "config %s: hidden_size %d is not divisible by num_heads %d", c->path,
                        g->hidden_size, g->num_heads);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
     if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
         return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
 
@@ -120,7 +119,6 @@ ag_status nn_gpt_neo_config_read(const nn_config *c, nn_gpt_neo_config *g) {
             goto fail;
         }
     }
-    g->layer_norm_epsilon = (float)eps;
     g->initializer_range = (float)range;
     g->embed_dropout = (float)pe;
     g->attention_dropout = (float)pa;
@@ -189,10 +187,7 @@ void nn_gpt_neo_free(nn_gpt_neo *m) {
 }
 
 int nn_gpt_neo_aliases(const nn_gpt_neo *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || !m->cfg.tie_word_embeddings || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->wte.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head && m->cfg.tie_word_embeddings, m->wte.w);
 }
 
 void nn_gpt_neo_init_weights(nn_gpt_neo *m, uint64_t seed) {
@@ -202,15 +197,15 @@ void nn_gpt_neo_init_weights(nn_gpt_neo *m, uint64_t seed) {
     nn_init_normal(m->wpe.w, std, &r);
     for (int l = 0; l < m->cfg.num_layers; ++l) {
         nn_gpt_neo_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
+        nn_init_norm(&b->ln_1);
+        nn_init_norm(&b->ln_2);
         nn_init_normal(b->attn.q.w, std, &r), nn_init_normal(b->attn.k.w, std, &r);
         nn_init_normal(b->attn.v.w, std, &r);
-        nn_init_normal(b->attn.o.w, std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, std, &r), nn_init_const(b->c_proj.b, 0);
+        nn_init_linear(&b->attn.o, std, &r);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
 }
 

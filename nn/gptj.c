@@ -27,7 +27,6 @@
 
 ag_status nn_gptj_config_read(const nn_config *c, nn_gptj_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 50400, 1, 1 << 24, &g->vocab_size)) ||
         (st = nn_config_int(c, "n_positions", 2048, 1, 1 << 20, &g->n_positions)) ||
@@ -35,10 +34,8 @@ ag_status nn_gptj_config_read(const nn_config *c, nn_gptj_config *g) {
         (st = nn_config_int(c, "n_layer", 28, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 16, 1, 4096, &g->n_head)) ||
         (st = nn_config_int(c, "n_inner", 4 * g->n_embd, 1, 1 << 20, &g->n_inner)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.0, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.0, &pa)) ||
-        (st = nn_config_num(c, "resid_pdrop", 0.0, &pr)) ||
+        (st = nn_causal_lm_config_common(c, 1e-5, 0.0, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         &g->attn_pdrop, &g->resid_pdrop)) ||
         (st = nn_config_act(c, "activation_function", "gelu_new", &g->act)) ||
         (st = nn_config_bool(c, "tie_word_embeddings", false, &g->tie_word_embeddings)))
         return st;
@@ -52,14 +49,6 @@ ag_status nn_gptj_config_read(const nn_config *c, nn_gptj_config *g) {
     if (g->rotary_dim > D || g->rotary_dim % 2)
         return ag_fail(AG_ERR_ARG, "config %s: field \"rotary_dim\" (%d) must be even and at most the head size %d",
                        c->path, g->rotary_dim, D);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->attn_pdrop = (float)pa;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 
@@ -107,10 +96,7 @@ void nn_gptj_free(nn_gptj *m) {
 }
 
 int nn_gptj_aliases(const nn_gptj *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || !m->cfg.tie_word_embeddings || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->wte.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head && m->cfg.tie_word_embeddings, m->wte.w);
 }
 
 void nn_gptj_init_weights(nn_gptj *m, uint64_t seed) {
@@ -119,13 +105,13 @@ void nn_gptj_init_weights(nn_gptj *m, uint64_t seed) {
     nn_init_normal(m->wte.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_gptj_block *b = &m->h[l];
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
+        nn_init_norm(&b->ln_1);
         nn_init_normal(b->attn.q.w, std, &r), nn_init_normal(b->attn.k.w, std, &r);
         nn_init_normal(b->attn.v.w, std, &r), nn_init_normal(b->attn.o.w, std, &r);
-        nn_init_normal(b->fc_in.w, std, &r), nn_init_const(b->fc_in.b, 0);
-        nn_init_normal(b->fc_out.w, std, &r), nn_init_const(b->fc_out.b, 0);
+        nn_init_linear(&b->fc_in, std, &r);
+        nn_init_linear(&b->fc_out, std, &r);
     }
-    nn_init_const(m->ln_f.w, 1), nn_init_const(m->ln_f.b, 0);
+    nn_init_norm(&m->ln_f);
     if (m->lm_head_w && m->lm_head_w != m->wte.w) nn_init_normal(m->lm_head_w, std, &r);
     if (m->lm_head_b) nn_init_const(m->lm_head_b, 0);
 }

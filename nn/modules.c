@@ -95,6 +95,26 @@ ag_tensor *nn_norm_forward(ag_ctx *ctx, const nn_norm *n, ag_tensor *x) {
     return n->rms ? ag_rmsnorm(ctx, x, n->w, n->eps) : ag_layernorm(ctx, x, n->w, n->b, n->eps);
 }
 
+/* ---------------------------------------------------------------- module init */
+
+void nn_init_linear(const nn_linear *l, float std, nn_init_rng *r) {
+    if (!l->w) return;
+    nn_init_normal(l->w, std, r);
+    if (l->b) nn_init_const(l->b, 0);
+}
+
+void nn_init_norm(const nn_norm *n) {
+    if (!n->w) return;
+    nn_init_const(n->w, 1);
+    if (n->b) nn_init_const(n->b, 0);
+}
+
+void nn_init_embedding(const nn_embedding *e, float std, nn_init_rng *r) {
+    if (!e->w) return;
+    nn_init_normal(e->w, std, r);
+    if (e->padding_idx >= 0) memset(e->w->data + (int64_t)e->padding_idx * e->dim, 0, (size_t)e->dim * sizeof(float));
+}
+
 /* ---------------------------------------------------------------- activations */
 
 bool nn_act_from_name(const char *name, nn_act *act) {
@@ -120,6 +140,14 @@ ag_tensor *nn_act_forward(ag_ctx *ctx, nn_act act, ag_tensor *x) {
 }
 
 /* ---------------------------------------------------------------- attention */
+
+bool nn_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T) {
+    if (!x || (x->ndim == 2 && x->shape[0] == B && x->shape[1] == T)) return true;
+    char s[64];
+    ag_fail(AG_ERR_ARG, "%s: %s %s does not match input_ids [%lld,%lld]", who, what,
+            ag_shape_str(s, x->ndim, x->shape), (long long)B, (long long)T);
+    return false;
+}
 
 /* [B,T,NH*D] -> [B,T,NH,D] -> [B,NH,T,D] */
 ag_tensor *nn_split_heads(ag_ctx *ctx, ag_tensor *x, int n_head) {
@@ -264,5 +292,23 @@ ag_status nn_config_act(const nn_config *c, const char *name, const char *dflt, 
     if (st) return st;
     if (!nn_act_from_name(act, out))
         return ag_fail(AG_ERR_ARG, "config %s: field \"%s\": unknown activation '%s'", c->path, name, act);
+    return AG_OK;
+}
+
+ag_status nn_config_positive(const nn_config *c, const char *name, double dflt, float *out) {
+    double v = 0;
+    ag_status st = nn_config_num(c, name, dflt, &v);
+    if (st) return st;
+    if (v <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be > 0", c->path, name);
+    *out = (float)v;
+    return AG_OK;
+}
+
+ag_status nn_config_prob(const nn_config *c, const char *name, double dflt, float *out) {
+    double p = 0;
+    ag_status st = nn_config_num(c, name, dflt, &p);
+    if (st) return st;
+    if (p < 0 || p >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path, name);
+    *out = (float)p;
     return AG_OK;
 }

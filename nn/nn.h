@@ -62,6 +62,16 @@ ag_status nn_layernorm_init(ag_params *ps, nn_norm *n, const char *prefix, int d
 ag_status nn_rmsnorm_init(ag_params *ps, nn_norm *n, const char *prefix, int dim, float eps);
 ag_tensor *nn_norm_forward(ag_ctx *ctx, const nn_norm *n, ag_tensor *x);
 
+/* Hugging Face's _init_weights for each module type, as the families apply
+ * it. A module that was never declared (w NULL: a head the class does not
+ * have) is skipped and draws nothing from r.
+ *   nn.Linear     weight N(0, std), bias 0
+ *   nn.LayerNorm  weight 1, bias 0
+ *   nn.Embedding  N(0, std), then the padding row (if any) 0 */
+void nn_init_linear(const nn_linear *l, float std, nn_init_rng *r);
+void nn_init_norm(const nn_norm *n);
+void nn_init_embedding(const nn_embedding *e, float std, nn_init_rng *r);
+
 typedef enum { NN_ACT_GELU, NN_ACT_GELU_TANH, NN_ACT_RELU, NN_ACT_SILU, NN_ACT_TANH, NN_ACT_SIGMOID } nn_act;
 /* Hugging Face's ACT2FN names: "gelu", "gelu_new", "gelu_pytorch_tanh", "relu",
  * "silu", "swish", "tanh", "sigmoid", "gelu_fast" (as gelu_new). Returns false
@@ -87,6 +97,10 @@ ag_status nn_mha_init(ag_params *ps, nn_mha *m, const char *const *names, int d_
 /* x [B,T,C]; kv [B,S,C] for cross-attention or NULL for self-attention.
  * opts: causal, window, key_mask, bias (dropout is taken from the module). */
 ag_tensor *nn_mha_forward(ag_ctx *ctx, const nn_mha *m, ag_tensor *x, ag_tensor *kv, const ag_attn_opts *opts);
+
+/* Checks that a batch input x is NULL or [B,T], as input_ids; else fails with
+ * "<who>: <what> [shape] does not match input_ids [B,T]" and returns false. */
+bool nn_same_bt(const char *who, const char *what, const ag_ints *x, int64_t B, int64_t T);
 
 /* [B,T,NH*D] <-> [B,NH,T,D] */
 ag_tensor *nn_split_heads(ag_ctx *ctx, ag_tensor *x, int n_head);
@@ -116,6 +130,11 @@ ag_status nn_config_bool(const nn_config *c, const char *field, bool dflt, bool 
  * a missing field takes `dflt`. Errors: not a string, or an unknown name,
  * each naming the file and the field. */
 ag_status nn_config_act(const nn_config *c, const char *field, const char *dflt, nn_act *out);
+/* A number that must be > 0 (an epsilon), and a probability that must be in
+ * [0, 1) (a dropout), stored as float. Errors name the file and the field:
+ * "config <path>: field \"<field>\" must be > 0" / "... must be in [0, 1)". */
+ag_status nn_config_positive(const nn_config *c, const char *field, double dflt, float *out);
+ag_status nn_config_prob(const nn_config *c, const char *field, double dflt, float *out);
 
 /* ---------------------------------------------------------------- feed-forward and blocks (blocks.c) */
 
@@ -220,6 +239,12 @@ ag_status nn_block_init(ag_params *ps, nn_block *b, const char *prefix, const nn
  * Returns y [B,T,C], or NULL: at once for a NULL x (keeping the first message),
  * AG_ERR_ARG naming the block when x or enc is not [B,*,d_model], when a
  * decoder block gets no enc or an encoder block gets one, or an op's error. */
+/* _init_weights of a block as the BERT-style families built on nn_block apply
+ * it (ELECTRA, BERT2BERT): each Linear N(0, std) with zero biases, each
+ * LayerNorm 1 and 0, in declaration order: attention q, k, v, o, ln1; with
+ * cross_attention the cross q, k, v, o, ln_cross; the FFN's wi, wo; ln2. */
+void nn_block_init_weights(const nn_block *b, float std, nn_init_rng *r);
+
 ag_tensor *nn_block_forward(ag_ctx *ctx, const nn_block *b, ag_tensor *x, ag_tensor *enc,
                             const ag_attn_opts *self_opts, const ag_attn_opts *cross_opts);
 

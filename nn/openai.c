@@ -21,7 +21,6 @@
 
 ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
     memset(g, 0, sizeof *g);
-    double eps, range, pe, pa, pr;
     const char *afn;
     ag_status st;
     if ((st = nn_config_int(c, "vocab_size", 40478, 1, 1 << 24, &g->vocab_size)) ||
@@ -29,10 +28,9 @@ ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
         (st = nn_config_int(c, "n_embd", 768, 1, 1 << 16, &g->n_embd)) ||
         (st = nn_config_int(c, "n_layer", 12, 1, 4096, &g->n_layer)) ||
         (st = nn_config_int(c, "n_head", 12, 1, 4096, &g->n_head)) ||
-        (st = nn_config_num(c, "layer_norm_epsilon", 1e-5, &eps)) ||
-        (st = nn_config_num(c, "initializer_range", 0.02, &range)) ||
-        (st = nn_config_num(c, "embd_pdrop", 0.1, &pe)) || (st = nn_config_num(c, "attn_pdrop", 0.1, &pa)) ||
-        (st = nn_config_num(c, "resid_pdrop", 0.1, &pr)) || (st = nn_config_str(c, "afn", "gelu", &afn)))
+        (st = nn_causal_lm_config_common(c, 1e-5, 0.1, &g->layer_norm_epsilon, &g->initializer_range, &g->embd_pdrop,
+                                         &g->attn_pdrop, &g->resid_pdrop)) ||
+        (st = nn_config_str(c, "afn", "gelu", &afn)))
         return st;
     bool tied;
     if ((st = nn_config_bool(c, "tie_word_embeddings", true, &tied))) return st;
@@ -46,14 +44,6 @@ ag_status nn_openai_config_read(const nn_config *c, nn_openai_config *g) {
     else if (strcmp(afn, "relu") == 0) g->act = NN_ACT_RELU;
     else if (strcmp(afn, "silu") == 0 || strcmp(afn, "swish") == 0) g->act = NN_ACT_SILU;
     else return ag_fail(AG_ERR_ARG, "config %s: field \"afn\": '%s' is not one of gelu, relu, silu, swish", c->path, afn);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_epsilon\" must be > 0", c->path);
-    if (pe < 0 || pe >= 1 || pa < 0 || pa >= 1 || pr < 0 || pr >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: the dropout probabilities must be in [0, 1)", c->path);
-    g->layer_norm_epsilon = (float)eps;
-    g->initializer_range = (float)range;
-    g->embd_pdrop = (float)pe;
-    g->attn_pdrop = (float)pa;
-    g->resid_pdrop = (float)pr;
     return AG_OK;
 }
 
@@ -94,10 +84,7 @@ void nn_openai_free(nn_openai *m) {
 }
 
 int nn_openai_aliases(const nn_openai *m, const char *alias[][2], int cap) {
-    if (!m->lm_head || cap < 1) return 0;
-    alias[0][0] = "lm_head.weight";
-    alias[0][1] = m->tokens_embed.w->name;
-    return 1;
+    return nn_causal_lm_tied_head_alias(alias, cap, m->lm_head, m->tokens_embed.w);
 }
 
 void nn_openai_init_weights(nn_openai *m, uint64_t seed) {
@@ -107,12 +94,12 @@ void nn_openai_init_weights(nn_openai *m, uint64_t seed) {
     nn_init_normal(m->positions_embed.w, std, &r);
     for (int l = 0; l < m->cfg.n_layer; ++l) {
         nn_openai_block *b = &m->h[l];
-        nn_init_normal(b->attn.qkv.w, std, &r), nn_init_const(b->attn.qkv.b, 0);
-        nn_init_normal(b->attn.o.w, std, &r), nn_init_const(b->attn.o.b, 0);
-        nn_init_const(b->ln_1.w, 1), nn_init_const(b->ln_1.b, 0);
-        nn_init_normal(b->c_fc.w, std, &r), nn_init_const(b->c_fc.b, 0);
-        nn_init_normal(b->c_proj.w, std, &r), nn_init_const(b->c_proj.b, 0);
-        nn_init_const(b->ln_2.w, 1), nn_init_const(b->ln_2.b, 0);
+        nn_init_linear(&b->attn.qkv, std, &r);
+        nn_init_linear(&b->attn.o, std, &r);
+        nn_init_norm(&b->ln_1);
+        nn_init_linear(&b->c_fc, std, &r);
+        nn_init_linear(&b->c_proj, std, &r);
+        nn_init_norm(&b->ln_2);
     }
 }
 

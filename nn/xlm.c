@@ -23,26 +23,17 @@
 /* ---------------------------------------------------------------- config */
 
 static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
-    const char *type, *act, *problem;
+    const char *type, *act;
     bool use_proj, to_labels;
-    double p1, p2;
     ag_status st;
-    if ((st = nn_config_int(c, "num_labels", 2, 1, 1 << 20, &g->num_labels)) ||
+    if ((st = nn_bert_read_labels(c, &g->num_labels, &g->problem, &g->problem_type_given)) ||
         (st = nn_config_str(c, "summary_type", "first", &type)) ||
         (st = nn_config_bool(c, "summary_use_proj", true, &use_proj)) ||
         (st = nn_config_bool(c, "summary_proj_to_labels", true, &to_labels)) ||
         (st = nn_config_str(c, "summary_activation", NULL, &act)) ||
-        (st = nn_config_num(c, "summary_first_dropout", 0.1, &p1)) ||
-        (st = nn_config_num(c, "summary_last_dropout", 0.0, &p2)) ||
-        (st = nn_config_str(c, "problem_type", NULL, &problem)))
+        (st = nn_config_prob(c, "summary_first_dropout", 0.1, &g->summary_first_dropout)) ||
+        (st = nn_config_prob(c, "summary_last_dropout", 0.0, &g->summary_last_dropout)))
         return st;
-    /* PretrainedConfig: num_labels is len(id2label) when the config has one */
-    const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(c->json, "id2label");
-    if (id2label && !cJSON_IsNull(id2label)) {
-        if (!cJSON_IsObject(id2label) || cJSON_GetArraySize(id2label) < 1)
-            return ag_fail(AG_ERR_ARG, "config %s: field \"id2label\" must be a non-empty object", c->path);
-        g->num_labels = cJSON_GetArraySize(id2label);
-    }
     if (strcmp(type, "first") == 0) g->summary_last = false;
     else if (strcmp(type, "last") == 0) g->summary_last = true;
     else return ag_fail(AG_ERR_ARG, "config %s: field \"summary_type\" is '%s'; tapegrad builds \"first\" and "
@@ -54,28 +45,12 @@ static ag_status read_summary(const nn_config *c, nn_xlm_config *g) {
     g->has_summary_act = act && act[0];
     if (g->has_summary_act && !nn_act_from_name(act, &g->summary_act))
         return ag_fail(AG_ERR_ARG, "config %s: field \"summary_activation\": unknown activation '%s'", c->path, act);
-    if (p1 < 0 || p1 >= 1 || p2 < 0 || p2 >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"%s\" must be in [0, 1)", c->path,
-                       p1 < 0 || p1 >= 1 ? "summary_first_dropout" : "summary_last_dropout");
-    g->summary_first_dropout = (float)p1;
-    g->summary_last_dropout = (float)p2;
-    /* problem_type: given, or (as forward() decides) regression for one label
-     * and otherwise by the labels' shape */
-    g->problem = g->num_labels == 1 ? NN_BERT_REGRESSION : NN_BERT_SINGLE_LABEL;
-    if (problem) {
-        g->problem_type_given = true;
-        if (strcmp(problem, "regression") == 0) g->problem = NN_BERT_REGRESSION;
-        else if (strcmp(problem, "single_label_classification") == 0) g->problem = NN_BERT_SINGLE_LABEL;
-        else if (strcmp(problem, "multi_label_classification") == 0) g->problem = NN_BERT_MULTI_LABEL;
-        else return ag_fail(AG_ERR_ARG, "config %s: field \"problem_type\": unknown '%s' (regression, "
-                            "single_label_classification, multi_label_classification)", c->path, problem);
-    }
     return AG_OK;
 }
 
 ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
     memset(g, 0, sizeof *g);
-    double drop, adrop, eps, estd, istd;
+    double estd, istd;
     bool is_encoder, asm_;
     ag_status st;
     /* configuration_xlm.py's attribute_map: n_words is vocab_size */
@@ -94,9 +69,9 @@ ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
         (st = nn_config_bool(c, "gelu_activation", true, &g->gelu_activation)) ||
         (st = nn_config_bool(c, "is_encoder", true, &is_encoder)) ||
         (st = nn_config_bool(c, "asm", false, &asm_)) ||
-        (st = nn_config_num(c, "dropout", 0.1, &drop)) ||
-        (st = nn_config_num(c, "attention_dropout", 0.1, &adrop)) ||
-        (st = nn_config_num(c, "layer_norm_eps", 1e-12, &eps)) ||
+        (st = nn_config_prob(c, "dropout", 0.1, &g->dropout)) ||
+        (st = nn_config_prob(c, "attention_dropout", 0.1, &g->attention_dropout)) ||
+        (st = nn_config_positive(c, "layer_norm_eps", 1e-12, &g->layer_norm_eps)) ||
         (st = nn_config_num(c, "embed_init_std", 1.0 / sqrt(2048.0), &estd)) ||
         (st = nn_config_num(c, "init_std", 0.02, &istd)))
         return st;
@@ -111,13 +86,6 @@ ag_status nn_xlm_config_read(const nn_config *c, nn_xlm_config *g) {
     if (g->pad_index >= g->vocab_size)
         return ag_fail(AG_ERR_ARG, "config %s: field \"pad_index\" %d is outside the vocabulary (vocab_size %d)",
                        c->path, g->pad_index, g->vocab_size);
-    if (eps <= 0) return ag_fail(AG_ERR_ARG, "config %s: field \"layer_norm_eps\" must be > 0", c->path);
-    if (drop < 0 || drop >= 1) return ag_fail(AG_ERR_ARG, "config %s: field \"dropout\" must be in [0, 1)", c->path);
-    if (adrop < 0 || adrop >= 1)
-        return ag_fail(AG_ERR_ARG, "config %s: field \"attention_dropout\" must be in [0, 1)", c->path);
-    g->dropout = (float)drop;
-    g->attention_dropout = (float)adrop;
-    g->layer_norm_eps = (float)eps;
     g->embed_init_std = (float)estd;
     g->init_std = (float)istd;
     return read_summary(c, g);
@@ -222,27 +190,23 @@ void nn_xlm_init_weights(nn_xlm *m, uint64_t seed) {
     if (m->lang_embeddings.w) nn_init_normal(m->lang_embeddings.w, c->embed_init_std, &r);
     nn_init_normal(m->embeddings.w, c->embed_init_std, &r);
     memset(m->embeddings.w->data + (int64_t)c->pad_index * c->emb_dim, 0, (size_t)c->emb_dim * sizeof(float));
-    nn_init_const(m->layer_norm_emb.w, 1), nn_init_const(m->layer_norm_emb.b, 0);
+    nn_init_norm(&m->layer_norm_emb);
     for (int l = 0; l < c->n_layers; ++l) {
         nn_block *b = &m->layers[l];
         const nn_linear *lin[6] = {&b->attn.q, &b->attn.k, &b->attn.v, &b->attn.o, &b->ffn.wi, &b->ffn.wo};
-        for (int i = 0; i < 6; ++i) nn_init_normal(lin[i]->w, c->init_std, &r), nn_init_const(lin[i]->b, 0);
-        nn_init_const(b->ln1.w, 1), nn_init_const(b->ln1.b, 0);
-        nn_init_const(b->ln2.w, 1), nn_init_const(b->ln2.b, 0);
+        for (int i = 0; i < 6; ++i) nn_init_linear(lin[i], c->init_std, &r);
+        nn_init_norm(&b->ln1);
+        nn_init_norm(&b->ln2);
     }
     if (m->pred_bias) nn_init_const(m->pred_bias, 0);
-    if (m->summary.w) nn_init_normal(m->summary.w, c->init_std, &r), nn_init_const(m->summary.b, 0);
+    if (m->summary.w) nn_init_linear(&m->summary, c->init_std, &r);
 }
 
 /* ---------------------------------------------------------------- forward */
 
 /* Checks that a batch field is [B,T] like ids. */
 static bool same_shape(const char *what, const ag_ints *x, const ag_ints *ids) {
-    if (!x || (x->ndim == 2 && x->shape[0] == ids->shape[0] && x->shape[1] == ids->shape[1])) return true;
-    char s[64];
-    ag_fail(AG_ERR_ARG, "xlm: %s %s does not match input_ids [%lld,%lld]", what, ag_shape_str(s, x->ndim, x->shape),
-            (long long)ids->shape[0], (long long)ids->shape[1]);
-    return false;
+    return nn_same_bt("xlm", what, x, ids->shape[0], ids->shape[1]);
 }
 
 /* get_masks' `mask` as floats [B,T,1]: the attention mask, or, without one,

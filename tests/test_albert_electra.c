@@ -29,14 +29,7 @@
 
 
 static void load_model(recipe_model *m, recipe_batch *b, const char *dir) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (recipe_model_declare(m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
+    family_load(m, b, dir, "config.json", NULL, "model.safetensors");
 }
 
 /* sum(x * dout) with dout read from the fixture: a bare model's stand-in loss. */
@@ -51,8 +44,12 @@ static ag_tensor *dot_with(ag_ctx *ctx, hid_t e, const char *name, ag_tensor *x)
     return ag_sum(ctx, ag_mul(ctx, x, dout), AG_ALL, false);
 }
 
-/* The bare model's stand-in loss on the batch. */
-static ag_tensor *bare_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, hid_t e) {
+/* The case's loss: the class's own, or for a bare model (no loss; no tokens
+ * counted) its stand-in on the batch. */
+static ag_tensor *case_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, hid_t e, int64_t *tokens) {
+    const bool bare = strcmp(m->arch + strlen(m->arch) - 5, "Model") == 0;
+    if (!bare) return recipe_model_loss(ctx, m, b, tokens);
+    *tokens = 0;
     const ag_ints *ids = recipe_batch_get(b, "input_ids"), *tt = recipe_batch_get(b, "token_type_ids"),
                   *mask = recipe_batch_get(b, "attention_mask");
     if (m->family == RECIPE_FAMILY_ELECTRA)
@@ -65,33 +62,9 @@ static ag_tensor *bare_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_bat
 /* The loss (within 1e-5 relative) and every parameter's gradient (within
  * 1e-4 of grads/<name>) of the case's class on its batch. */
 static void check_case(const char *name, int64_t want_tokens) {
-    char dir[512], path[600];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", OWN, name);
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = h5_read_floats(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    load_model(&m, &b, dir);
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens = 0;
-    const bool bare = strcmp(m.arch + strlen(m.arch) - 5, "Model") == 0;
-    ag_tensor *loss = bare ? bare_model_loss(ctx, &m, &b, e) : recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    if (!bare) assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    double worst;
-    int bad = family_compare_grads(&m.ps, e, path, &worst);
-    printf("%-22s %-33s loss %11.7f (PyTorch %11.7f), %3lld gradients, largest difference %.2e\n", name, m.arch,
-           loss->data[0], want_loss[0], (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
+    family_check_loss_and_grads_of(dir, "config.json", NULL, "model.safetensors", want_tokens, case_loss);
 }
 
 static void test_albert_matches_pytorch(void **state) {
@@ -141,28 +114,6 @@ static void test_pretraining_heads_train(void **state) {
         recipe_batch_free(&b);
         recipe_model_free(&m);
     }
-}
-
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
 }
 
 /* The published configs (their config.json fields; unlisted ones are the
@@ -218,34 +169,14 @@ static void test_init(void **state) {
     };
     for (size_t c = 0; c < 2; ++c) {
         recipe_model m;
-        const char *path = temp_config(cases[c].config);
-        assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-        remove(path);
-        assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
-        for (int k = 0; k < 6; ++k) {
-            ag_tensor *t = ag_params_find(&m.ps, cases[c].names[k]);
-            if (!t) fail_msg("no parameter %s", cases[c].names[k]);
-            double s = 0, s2 = 0;
-            for (int64_t i = 0; i < t->numel; ++i) s += t->data[i], s2 += (double)t->data[i] * t->data[i];
-            double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-            assert_true(fabs(mean - cases[c].mean[k]) < 0.002 + 0.1 * cases[c].std[k]);
-            assert_true(fabs(std - cases[c].std[k]) < 0.05 * cases[c].std[k] + 1e-6);
-        }
+        family_build_text(&m, cases[c].config, 7);
+        for (int k = 0; k < 6; ++k)
+            family_check_init(&m.ps, cases[c].names[k], cases[c].std[k], cases[c].mean[k], 0.05);
         const ag_tensor *w = m.ps.p[0]; /* the word embedding: its padding row is zero */
         for (int i = 0; i < 64; ++i) assert_true(w->data[3 * 64 + i] == 0.0f);
         assert_int_equal(m.n_aliases, cases[c].aliases);
         recipe_model_free(&m);
     }
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {

@@ -66,25 +66,11 @@ static void test_tied_copies_load(void **state) {
     recipe_model_free(&m2);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 /* The registry's total, and (in *buffers) the floats of final_logits_bias,
  * which state_dict() holds but num_parameters() does not count. */
-static int64_t count_params(const char *config_text, const char *arch, int64_t *buffers) {
+static int64_t count_with_buffers(const char *config_text, const char *arch, int64_t *buffers) {
     recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
+    family_declare_text(&m, config_text, arch);
     int64_t total = m.ps.total;
     const ag_tensor *flb = ag_params_find(&m.ps, "final_logits_bias");
     if (buffers) *buffers = flb ? flb->numel : 0;
@@ -98,16 +84,17 @@ static void test_parameter_counts(void **state) {
                        "\"encoder_attention_heads\": 12, \"decoder_attention_heads\": 12, "
                        "\"encoder_ffn_dim\": 3072, \"decoder_ffn_dim\": 3072}"; /* facebook/bart-base */
     int64_t buf;
-    assert_int_equal(count_params(base, "BartModel", NULL), 139420416);
-    assert_int_equal(count_params(base, "BartForConditionalGeneration", &buf) - buf, 139420416); /* lm_head tied */
+    assert_int_equal(count_with_buffers(base, "BartModel", NULL), 139420416);
+    /* lm_head tied: the total less final_logits_bias */
+    assert_int_equal(count_with_buffers(base, "BartForConditionalGeneration", &buf) - buf, 139420416);
     assert_int_equal(buf, 50265);
     /* + classification_head: 768*768 + 768 + 3*768 + 3 */
-    assert_int_equal(count_params(base, "BartForSequenceClassification", NULL), 139420416 + 590592 + 2307);
+    assert_int_equal(count_with_buffers(base, "BartForSequenceClassification", NULL), 139420416 + 590592 + 2307);
     const char *large = "{\"model_type\": \"bart\"}"; /* facebook/bart-large: BartConfig's defaults */
-    assert_int_equal(count_params(large, "BartModel", NULL), 406291456);
+    assert_int_equal(count_with_buffers(large, "BartModel", NULL), 406291456);
     const char *m2m = "{\"model_type\": \"m2m_100\"}"; /* facebook/m2m100_418M: M2M100Config's defaults */
-    assert_int_equal(count_params(m2m, "M2M100Model", NULL), 483905536);
-    assert_int_equal(count_params(m2m, "M2M100ForConditionalGeneration", &buf), 483905536);
+    assert_int_equal(count_with_buffers(m2m, "M2M100Model", NULL), 483905536);
+    assert_int_equal(count_with_buffers(m2m, "M2M100ForConditionalGeneration", &buf), 483905536);
     assert_int_equal(buf, 0);
     printf("bart-base 139,420,416; bart-large 406,291,456; m2m100_418M 483,905,536\n");
 }
@@ -116,14 +103,11 @@ static void test_parameter_counts(void **state) {
  * biases; final_logits_bias zero and never given a gradient. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
-                                   "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
-                                   "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
-                                   "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
-                                   "\"max_position_embeddings\": 64, \"init_std\": 0.05}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"bart\", \"architectures\": [\"BartForConditionalGeneration\"], "
+                          "\"d_model\": 128, \"encoder_layers\": 1, \"decoder_layers\": 1, "
+                          "\"encoder_attention_heads\": 4, \"decoder_attention_heads\": 4, "
+                          "\"encoder_ffn_dim\": 256, \"decoder_ffn_dim\": 256, \"vocab_size\": 1000, "
+                          "\"max_position_embeddings\": 64, \"init_std\": 0.05}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"model.shared.weight", 0.05, 0},
         {"model.encoder.embed_positions.weight", 0.05, 0},
@@ -134,15 +118,8 @@ static void test_init(void **state) {
         {"model.encoder.layers.0.fc2.bias", 0, 0},
         {"final_logits_bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        if (!t) fail_msg("no %s", want[k].name);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "model.shared.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[1 * 128 + c] == 0.0f); /* pad_token_id 1 */
     assert_false(ag_params_find(&m.ps, "final_logits_bias")->requires_grad);
@@ -174,16 +151,6 @@ static void test_m2m100_positions(void **state) {
     nn_m2m100_sinusoid(row, 2, 8);
     for (int c = 0; c < 8; ++c) assert_true(p->data[c] == row[c]);
     ag_ctx_free(ctx);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {

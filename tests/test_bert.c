@@ -33,13 +33,7 @@
 #define MAX_HF_GRAD 0.5738
 
 
-static bool hf_fixture_present(void) {
-    FILE *f = fopen(HF_BERT "/model_hf.safetensors", "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
-
+static bool hf_fixture_present(void) { return family_file_present(HF_BERT "/model_hf.safetensors"); }
 
 static void test_masked_lm_matches_hugging_face(void **state) {
     if (!hf_fixture_present()) skip();
@@ -49,6 +43,32 @@ static void test_masked_lm_matches_hugging_face(void **state) {
     family_check_loss_and_grads(HF_BERT, "config.json", NULL, "model.safetensors", 8);
 }
 
+/* The rule for an element whose true gradient is 0. As for GPT-2, its float32
+ * gradient is rounding noise (~1e-9 here). Here that is every element of the
+ * key biases (q.b_k is added to every score of a row; softmax cancels it), so
+ * the GPT-2 rule (below 1e-5 of the tensor's mean) cannot find them; the
+ * float64 run can: its gradient there is ~1e-18. Such elements: those with a
+ * float64 gradient below 1e-9 of the model's largest, when their float32
+ * gradient is not exactly 0 or the whole tensor is such (the key biases,
+ * where the float32 noise happens to be 0 at step 0 in a few elements and not
+ * later). All others, among them the exact zeros of unused embedding rows
+ * that only weight decay moves, are held to 1e-4. */
+static void float64_zero_elements(hid_t e, const ag_tensor *t, int64_t n, bool *noise) {
+    char name[300];
+    snprintf(name, sizeof name, "grads/%s", t->name);
+    float *g0 = h5_read_floats(e, name, NULL);
+    snprintf(name, sizeof name, "grads_f64/%s", t->name);
+    float *g64 = h5_read_floats(e, name, NULL);
+    assert_non_null(g0);
+    assert_non_null(g64);
+    double max64 = 0;
+    for (int64_t j = 0; j < n; ++j) max64 = fmax(max64, fabs(g64[j]));
+    const bool all_noise = max64 < 1e-9 * MAX_HF_GRAD;
+    for (int64_t j = 0; j < n; ++j) noise[j] = fabs(g64[j]) < 1e-9 * MAX_HF_GRAD && (g0[j] != 0 || all_noise);
+    free(g0);
+    free(g64);
+}
+
 /* The fixture's train_trajectory: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8,
  * weight decay 0.01 on every parameter), 20 steps on the same batch. */
 static void test_adamw_trajectory_matches_hugging_face(void **state) {
@@ -56,81 +76,9 @@ static void test_adamw_trajectory_matches_hugging_face(void **state) {
     recipe_model m;
     recipe_batch b;
     family_load(&m, &b, HF_BERT, "config.json", NULL, "model_hf.safetensors");
-    optim_config oc = optim_adamw_defaults();
-    oc.weight_decay = 0.01;
-    oc.decay_rule = OPTIM_DECAY_ALL;
-    optim *opt;
-    assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
     hid_t e = H5Fopen(HF_BERT "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t n_losses;
-    float *losses = h5_read_floats(e, "train/losses", &n_losses);
-    assert_int_equal(n_losses, 20);
-    ag_ctx *ctx = ag_ctx_create(0);
-    for (int s = 0; s < 20; ++s) {
-        ag_ctx_reset(ctx);
-        ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
-        assert_non_null(loss);
-        if (fabs(loss->data[0] - losses[s]) > 1e-4 * fabs(losses[s]))
-            fail_msg("step %d: loss %.7f, Hugging Face %.7f", s, loss->data[0], losses[s]);
-        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-        assert_int_equal(optim_step(opt, 1e-3), AG_OK);
-        ag_params_zero_grad(&m.ps);
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
-        float *p = h5_read_floats(e, name, &n);
-        assert_non_null(p);
-        const ag_tensor *t = m.ps.p[i];
-        /* As for GPT-2: an element whose true gradient is 0 but whose float32
-         * gradient is rounding noise (~1e-9 here) gets steps of up to lr in
-         * either direction from AdamW's m/sqrt(v), on both sides
-         * independently. Here that is every element of the key biases (q.b_k
-         * is added to every score of a row; softmax cancels it), so the GPT-2
-         * rule (below 1e-5 of the tensor's mean) cannot find them; the float64
-         * run can: its gradient there is ~1e-18. Held to what 20 such steps
-         * can do: the elements with a float64 gradient below 1e-9 of the
-         * model's largest, when their float32 gradient is not exactly 0 or
-         * the whole tensor is such (the key biases, where the float32 noise
-         * happens to be 0 at step 0 in a few elements and not later). All
-         * others, among them the exact zeros of unused embedding rows that
-         * only weight decay moves, to 1e-4. */
-        snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g0 = h5_read_floats(e, name, NULL);
-        snprintf(name, sizeof name, "grads_f64/%s", t->name);
-        float *g64 = h5_read_floats(e, name, NULL);
-        assert_non_null(g0);
-        assert_non_null(g64);
-        float *want = malloc((size_t)n * sizeof(float));
-        int noise = 0;
-        double max64 = 0;
-        for (int64_t j = 0; j < n; ++j) max64 = fmax(max64, fabs(g64[j]));
-        const bool all_noise = max64 < 1e-9 * MAX_HF_GRAD;
-        for (int64_t j = 0; j < n; ++j) {
-            want[j] = p[j];
-            if (fabs(g64[j]) < 1e-9 * MAX_HF_GRAD && (g0[j] != 0 || all_noise)) {
-                noise++;
-                bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
-                want[j] = t->data[j]; /* judged above */
-            }
-        }
-        if (noise)
-            printf("  %s: %d of %lld elements have a true gradient of 0 (float32 noise)\n", t->name, noise,
-                   (long long)n);
-        bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
-        free(want);
-        free(g0);
-        free(g64);
-        free(p);
-    }
-    assert_int_equal(bad, 0);
-    printf("20 AdamW steps: every loss (%.6f -> %.6f) and the final parameters match\n", losses[0], losses[19]);
-    free(losses);
+    family_check_adamw_trajectory(&m, &b, e, float64_zero_elements, "have a true gradient of 0 (float32 noise)");
     H5Fclose(e);
-    ag_ctx_free(ctx);
-    optim_free(opt);
     recipe_batch_free(&b);
     recipe_model_free(&m);
 }
@@ -144,17 +92,6 @@ static void test_other_classes_match_pytorch(void **state) {
     family_check_loss_and_grads(OWN "/roberta_seqcls", "config.json", NULL, "model.safetensors", 6); /* 2 rows x 3 labels */
     family_check_loss_and_grads(OWN "/distilbert_mlm", "config.json", NULL, "model.safetensors", 4);
     family_check_loss_and_grads(OWN "/distilbert_seqcls", "config.json", NULL, "model.safetensors", 2);
-}
-
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
 }
 
 /* XLM-R is RoBERTa's code: the roberta_mlm case read as model_type
@@ -192,17 +129,6 @@ static void test_xlm_roberta_is_roberta(void **state) {
     free(text);
 }
 
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* Totals Hugging Face reports (model.num_parameters()) for the published sizes. */
 static void test_parameter_counts(void **state) {
     const char *base = "{\"model_type\": \"bert\"}"; /* bert-base-uncased: the defaults */
@@ -232,13 +158,10 @@ static void test_parameter_counts(void **state) {
  * zero biases including the MLM head's. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
-                                   "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-                                   "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
-                                   "\"initializer_range\": 0.05}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"bert\", \"architectures\": [\"BertForMaskedLM\"], "
+                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                          "\"initializer_range\": 0.05}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"bert.embeddings.word_embeddings.weight", 0.05, 0},
         {"bert.embeddings.position_embeddings.weight", 0.05, 0},
@@ -250,30 +173,13 @@ static void test_init(void **state) {
         {"bert.encoder.layer.0.attention.output.dense.bias", 0, 0},
         {"cls.predictions.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        assert_non_null(t);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "bert.embeddings.word_embeddings.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[3 * 128 + c] == 0.0f); /* the padding row */
     assert_null(ag_params_find(&m.ps, "bert.pooler.dense.weight"));           /* no pooler in ForMaskedLM */
     assert_int_equal(m.n_aliases, 2);
     recipe_model_free(&m);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {

@@ -22,60 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define BB_DIR FIXTURE_DIR "/bigbird"
 
-
-/* Builds the config's class (arch NULL: architectures[0]) and loads `weights`. */
-static void load_model(recipe_model *m, const char *config, const char *arch, const char *weights) {
-    if (recipe_model_declare(m, config, arch) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    if (weights && ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK)
-        fail_msg("%s", ag_error());
-}
-
-/* Every parameter's gradient against grads/<name>; returns the number that
- * differ. A tensor whose true gradient is zero (the key biases: q.b_k is added
- * to every score of a row and softmax cancels it; the encoder's unused pooler)
- * holds float32 rounding noise on both sides, so its tensor-relative tolerance
- * would be noise too: such a tensor (expected max below 1e-6 of the model's
- * largest gradient) must be zero within 1e-6 of that scale; every other
- * tensor within 1e-4 (check_close), as test_bert.c judges BERT. */
-static int compare_grads(hid_t e, const ag_params *ps, double *worst) {
-    float **want = calloc((size_t)ps->n, sizeof *want);
-    double global = 0;
-    for (int64_t i = 0; i < ps->n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
-        if (!(want[i] = h5_read_floats(e, name, &n))) fail_msg("%s: no gradient in the fixture", name);
-        assert_int_equal(n, ps->p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) global = fmax(global, fabs(want[i][j]));
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < ps->n; ++i) {
-        const ag_tensor *t = ps->p[i];
-        double tmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            tmax = fmax(tmax, fabs(want[i][j]));
-            *worst = fmax(*worst, fabs(t->grad[j] - want[i][j]));
-        }
-        if (tmax < 1e-6 * global) {
-            for (int64_t j = 0; j < t->numel; ++j)
-                if (fabs(t->grad[j]) > 1e-6 * global) {
-                    printf("  %s[%lld]: %.3g where the true gradient is 0\n", t->name, (long long)j, t->grad[j]);
-                    bad++;
-                    break;
-                }
-        } else {
-            bad += !check_close(t->name, t->grad, want[i], t->numel, 1e-4, 1e-4);
-        }
-        free(want[i]);
-    }
-    free(want);
-    return bad;
-}
 
 /* Loads fixture dir/{config.json, model.safetensors, inputs.json,
  * expected.h5}, runs the class's loss and backward, and checks the loss and
@@ -86,7 +35,7 @@ static void check_fixture(const char *dir, int64_t want_params, int64_t want_tok
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
     snprintf(inputs, sizeof inputs, "%s/inputs.json", dir);
     snprintf(expected, sizeof expected, "%s/expected.h5", dir);
-    load_model(m, config, NULL, weights);
+    family_build(m, config, NULL, weights);
     assert_int_equal(m->ps.total, want_params);
     recipe_batch b;
     assert_int_equal(recipe_batch_load(&b, inputs), AG_OK);
@@ -103,34 +52,12 @@ static void check_fixture(const char *dir, int64_t want_params, int64_t want_tok
     ag_params_zero_grad(&m->ps);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
     double worst = 0;
-    assert_int_equal(compare_grads(e, &m->ps, &worst), 0);
+    assert_int_equal(family_compare_grads(&m->ps, e, expected, &worst), 0);
     printf("  every gradient (%lld tensors) within 1e-4; largest difference %.3g\n", (long long)m->ps.n, worst);
     ag_ctx_free(ctx);
     free(want_loss);
     H5Fclose(e);
     recipe_batch_free(&b);
-}
-
-/* Writes config text to a temporary file; returns its path (static buffer). */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad_bb_%d.json", (int)getpid());
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
 }
 
 /* Declares a config that must be refused; checks the message names `field`. */
@@ -370,7 +297,7 @@ static void test_bigbird_gather_form_equals_dense_reference(void **state) {
     (void)state;
     recipe_model m;
     recipe_batch b;
-    load_model(&m, BB_DIR "/sparse/config.json", NULL, BB_DIR "/sparse/model.safetensors");
+    family_build(&m, BB_DIR "/sparse/config.json", NULL, BB_DIR "/sparse/model.safetensors");
     assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs.json"), AG_OK);
     float loss[2], *grads[2];
     for (int dense = 0; dense < 2; ++dense) {
@@ -435,7 +362,7 @@ static void train_steps(const char *dir, const char *label) {
     snprintf(inputs, sizeof inputs, "%s/inputs.json", dir);
     recipe_model m;
     recipe_batch b;
-    load_model(&m, config, NULL, weights);
+    family_build(&m, config, NULL, weights);
     assert_int_equal(recipe_batch_load(&b, inputs), AG_OK);
     ag_ctx *ctx = ag_ctx_create(0);
     ag_ctx_seed(ctx, 5);
@@ -525,7 +452,7 @@ static void test_bigbird_run_time_errors(void **state) {
     (void)state;
     recipe_model m;
     recipe_batch b;
-    load_model(&m, BB_DIR "/sparse/config.json", "BigBirdModel", NULL);
+    family_build(&m, BB_DIR "/sparse/config.json", "BigBirdModel", NULL);
     assert_int_equal(m.n_aliases, 0);
     assert_non_null(ag_params_find(&m.ps, "pooler.weight"));
     assert_int_equal(recipe_batch_load(&b, BB_DIR "/sparse/inputs.json"), AG_OK);

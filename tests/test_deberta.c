@@ -34,39 +34,7 @@
 /* The loss (within 1e-5 relative) and every parameter's gradient (within 1e-4,
  * check_close) of the folder's class on its batch. */
 static void check_loss_and_grads(const char *dir, int64_t want_tokens) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/expected.h5", dir);
-    hid_t e = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    assert_true(e >= 0);
-    float *want_loss = h5_read_floats(e, "loss", NULL);
-    recipe_model m;
-    recipe_batch b;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (ckpt_safetensors_load(path, &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/inputs.json", dir);
-    assert_int_equal(recipe_batch_load(&b, path), AG_OK);
-
-    ag_ctx *ctx = ag_ctx_create(0);
-    int64_t tokens;
-    ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
-    if (!loss) fail_msg("%s", ag_error());
-    assert_int_equal(tokens, want_tokens);
-    assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    double worst;
-    int bad = family_compare_grads(&m.ps, e, dir, &worst);
-    printf("%-18s %-36s loss %.7f (PyTorch %.7f), %lld parameters in %lld tensors, largest gradient difference "
-           "%.2e\n", strrchr(dir, '/') + 1, m.arch, loss->data[0], want_loss[0], (long long)m.ps.total,
-           (long long)m.ps.n, worst);
-    assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
-    assert_int_equal(bad, 0);
-    ag_ctx_free(ctx);
-    recipe_batch_free(&b);
-    recipe_model_free(&m);
-    free(want_loss);
-    H5Fclose(e);
+    family_check_loss_and_grads(dir, "config.json", NULL, "model.safetensors", want_tokens);
 }
 
 static void test_v1_matches_pytorch(void **state) {
@@ -98,27 +66,6 @@ static void test_log_buckets(void **state) {
     H5Fclose(f);
 }
 
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* The published configs (config.json of microsoft/deberta-base and
  * microsoft/deberta-v3-base); the totals are the transcription's
  * sum(p.numel() for p in model.parameters()) for the same configs
@@ -147,14 +94,11 @@ static void test_parameter_counts(void **state) {
  * zero biases (q_bias, v_bias, the MLM bias); the conv kernel U(-b, b). */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
-                                   "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-                                   "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
-                                   "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
-                                   "\"initializer_range\": 0.05}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"deberta\", \"architectures\": [\"DebertaForMaskedLM\"], "
+                          "\"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 256, \"vocab_size\": 1000, \"pad_token_id\": 3, "
+                          "\"relative_attention\": true, \"pos_att_type\": [\"c2p\", \"p2c\"], "
+                          "\"initializer_range\": 0.05}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"deberta.embeddings.word_embeddings.weight", 0.05, 0},
         {"deberta.encoder.layer.1.attention.self.in_proj.weight", 0.05, 0},
@@ -165,26 +109,16 @@ static void test_init(void **state) {
         {"deberta.encoder.layer.1.output.LayerNorm.weight", 0, 1},
         {"cls.predictions.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        if (!t) fail_msg("no %s", want[k].name);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(fmax(s2 / t->numel - mean * mean, 0));
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *w = ag_params_find(&m.ps, "deberta.embeddings.word_embeddings.weight");
     for (int c = 0; c < 128; ++c) assert_true(w->data[3 * 128 + c] == 0.0f);
     assert_int_equal(m.n_aliases, 2);
     recipe_model_free(&m);
 
-    path = temp_config("{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
-                       "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
-                       "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"deberta-v2\", \"architectures\": [\"DebertaV2Model\"], "
+                          "\"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
+                          "\"intermediate_size\": 128, \"vocab_size\": 100, \"conv_kernel_size\": 3}", 7);
     const ag_tensor *cw = ag_params_find(&m.ps, "encoder.conv.conv.weight");
     assert_non_null(cw);
     const float bound = 1.0f / sqrtf(64 * 3);
@@ -195,16 +129,6 @@ static void test_init(void **state) {
     }
     assert_true(fabs(sqrt(s2 / cw->numel) - bound / sqrt(3.0)) < 0.05 * bound); /* U(-b,b) has std b/sqrt(3) */
     recipe_model_free(&m);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {

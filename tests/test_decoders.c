@@ -30,15 +30,13 @@
  * into it, runs the class's loss on inputs.json and backward, and compares
  * with <family>/expected.h5. */
 static void check_family(const char *family, int64_t want_params) {
-    char path[512];
+    char path[512], weights[512];
     recipe_model m;
     recipe_batch b;
     snprintf(path, sizeof path, "%s/%s/config.json", DEC_DIR, family);
-    if (recipe_model_declare(&m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
+    snprintf(weights, sizeof weights, "%s/%s/model.safetensors", DEC_DIR, family);
+    family_build(&m, path, NULL, weights);
     assert_int_equal(m.ps.total, want_params);
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s/model.safetensors", DEC_DIR, family);
-    if (ckpt_safetensors_load(path, &m.ps, m.aliases, m.n_aliases) != AG_OK) fail_msg("%s", ag_error());
     assert_int_equal(recipe_batch_load(&b, DEC_DIR "/inputs.json"), AG_OK);
 
     ag_ctx *ctx = ag_ctx_create(0);
@@ -55,48 +53,12 @@ static void check_family(const char *family, int64_t want_params) {
     assert_non_null(want);
     double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-    /* PyTorch's gradients, and the largest of them all */
-    float **g = calloc((size_t)m.ps.n, sizeof *g);
-    double all_max = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = h5_read_floats(e, name, &n))) fail_msg("%s: expected.h5 has no %s", family, name);
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
-    }
-    int bad = 0, zero = 0;
-    double worst = 0, worst_rel = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        double gmax = 0, dmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            gmax = fmax(gmax, fabs(g[i][j]));
-            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
-        }
-        worst = fmax(worst, dmax);
-        if (gmax <= 1e-12 * all_max) {
-            /* A gradient that is zero in exact arithmetic: a key bias adds
-             * q.b_k to every score of a row and softmax cancels it (CTRL's
-             * Wk.bias). float64 leaves ~1e-18 of it, float32 ~1e-9; hold the
-             * noise to 1e-6 of the model's largest gradient. */
-            zero++;
-            if (dmax > 1e-6 * all_max) {
-                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
-                bad++;
-            }
-            continue;
-        }
-        worst_rel = fmax(worst_rel, dmax / gmax);
-        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
-    }
-    for (int64_t i = 0; i < m.ps.n; ++i) free(g[i]);
-    free(g);
+    family_grad_stats gs;
+    const int bad = family_compare_grads_stats(&m.ps, e, path, false, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld gradients, largest difference %.2e "
            "(%.1e of its tensor's largest)%s\n",
-           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, worst, worst_rel,
-           zero ? "; some are zero in exact arithmetic (key biases), judged as noise" : "");
+           family, m.arch, loss->data[0], want[0], rel, (long long)m.ps.n, gs.worst, gs.worst_rel,
+           gs.zero ? "; some are zero in exact arithmetic (key biases), judged as noise" : "");
     assert_true(rel <= 1e-5);
     assert_int_equal(bad, 0);
     free(want);
@@ -110,28 +72,6 @@ static void test_gpt_neo_matches_pytorch(void **state) { check_family("gpt_neo",
 static void test_gptj_matches_pytorch(void **state) { check_family("gptj", 33408); }
 static void test_openai_matches_pytorch(void **state) { check_family("openai", 30528); }
 static void test_ctrl_matches_pytorch(void **state) { check_family("ctrl", 21376); }
-
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
 
 /* EleutherAI/gpt-neo-125M's and gpt-j-6B's config.json (the fields that size
  * the model) and the totals Hugging Face reports (model.num_parameters()). */
@@ -176,9 +116,7 @@ static void test_parameter_counts(void **state) {
 static void test_gpt_neo_window_matters(void **state) {
     recipe_model m;
     recipe_batch b;
-    if (recipe_model_declare(&m, DEC_DIR "/gpt_neo/config.json", NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(&m, 0), AG_OK);
-    assert_int_equal(ckpt_safetensors_load(DEC_DIR "/gpt_neo/model.safetensors", &m.ps, m.aliases, m.n_aliases), AG_OK);
+    family_build(&m, DEC_DIR "/gpt_neo/config.json", NULL, DEC_DIR "/gpt_neo/model.safetensors");
     assert_int_equal(recipe_batch_load(&b, DEC_DIR "/inputs.json"), AG_OK);
     ag_ctx *ctx = ag_ctx_create(0);
     float loss[2];
@@ -235,32 +173,13 @@ static void test_init(void **state) {
     };
     for (int c = 0; c < 4; ++c) {
         recipe_model m;
-        const char *path = temp_config(configs[c]);
-        assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-        remove(path);
-        assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+        family_build_text(&m, configs[c], 7);
         for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
             if (want[k].cfg != c) continue;
-            ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-            if (!t) fail_msg("no parameter %s", want[k].name);
-            double s = 0, s2 = 0;
-            for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-            double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-            assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-            assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
+            family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
         }
         recipe_model_free(&m);
     }
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 #define NEO "{\"model_type\": \"gpt_neo\", \"architectures\": [\"GPTNeoForCausalLM\"], \"num_layers\": 2, "
@@ -295,11 +214,8 @@ static void test_bad_configs(void **state) {
 /* A batch that does not fit is refused with the input named, not crashed on. */
 static void test_bad_batches(void **state) {
     recipe_model m;
-    const char *path = temp_config(GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
-                                        "\"vocab_size\": 50, \"n_positions\": 8}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 1), AG_OK);
+    family_build_text(&m, GPTJ "\"n_embd\": 16, \"n_layer\": 1, \"n_head\": 2, \"rotary_dim\": 4, "
+                          "\"vocab_size\": 50, \"n_positions\": 8}", 1);
     ag_ctx *ctx = ag_ctx_create(0);
     int32_t ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, mask[10] = {0};
     ag_ints long_ids = ag_ints_wrap(ids, 2, AG_SHAPE(1, 10)), short_ids = ag_ints_wrap(ids, 2, AG_SHAPE(2, 4));

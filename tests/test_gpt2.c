@@ -26,17 +26,11 @@
 #define GPT2_DIR HF_FIXTURE_DIR "/gpt2"
 
 
-static bool fixture_present(void) {
-    FILE *f = fopen(GPT2_DIR "/model_hf.safetensors", "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
+static bool fixture_present(void) { return family_file_present(GPT2_DIR "/model_hf.safetensors"); }
 
 /* Builds GPT2LMHeadModel from the fixture and loads `weights`. */
 static void load_model(recipe_model *m, recipe_batch *b, const char *weights) {
-    assert_int_equal(recipe_model_declare(m, GPT2_DIR "/config.json", NULL), AG_OK);
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    if (ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
+    family_build(m, GPT2_DIR "/config.json", NULL, weights);
     assert_int_equal(recipe_batch_load(b, GPT2_DIR "/inputs.json"), AG_OK);
 }
 
@@ -59,18 +53,8 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
         printf("%s: loss %.8f, Hugging Face %.8f\n", files[k], loss->data[0], want_loss[0]);
         assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
         assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-        int bad = 0;
-        for (int64_t i = 0; i < m.ps.n; ++i) {
-            char name[300];
-            int64_t n = 0;
-            snprintf(name, sizeof name, "grads/%s", m.ps.p[i]->name);
-            float *g = h5_read_floats(e, name, &n);
-            assert_non_null(g);
-            assert_int_equal(n, m.ps.p[i]->numel);
-            bad += !check_close(m.ps.p[i]->name, m.ps.p[i]->grad, g, n, 1e-4, 1e-4);
-            free(g);
-        }
-        assert_int_equal(bad, 0);
+        double worst;
+        assert_int_equal(family_compare_grads_plain(&m.ps, e, &worst), 0);
         ag_ctx_free(ctx);
         recipe_batch_free(&b);
         recipe_model_free(&m);
@@ -79,74 +63,32 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
     H5Fclose(e);
 }
 
+/* The rule for an element whose true gradient is 0 (the key bias: q.b_k is
+ * added to every score of a row and softmax cancels it; a unit no token
+ * reaches): it holds only rounding noise, ~1e-8, on both sides. Such elements
+ * are those whose first gradient is below 1e-5 of the tensor's mean. */
+static void zero_gradient_elements(hid_t e, const ag_tensor *t, int64_t n, bool *noise) {
+    char name[300];
+    snprintf(name, sizeof name, "grads/%s", t->name);
+    float *g0 = h5_read_floats(e, name, NULL);
+    assert_non_null(g0);
+    double mean_g = 0;
+    for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;
+    for (int64_t j = 0; j < n; ++j) noise[j] = fabs(g0[j]) < 1e-5 * mean_g;
+    free(g0);
+}
+
 /* The fixture's train_trajectory: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8,
- * weight decay 0.01 on every parameter), 20 steps on the same batch. */
+ * weight decay 0.01 on every parameter), 20 steps on the same batch; the
+ * zero-gradient elements held to what 20 steps of noise can do. */
 static void test_adamw_trajectory_matches_hugging_face(void **state) {
     if (!fixture_present()) skip();
     recipe_model m;
     recipe_batch b;
     load_model(&m, &b, GPT2_DIR "/model_hf.safetensors");
-    optim_config oc = optim_adamw_defaults();
-    oc.weight_decay = 0.01;
-    oc.decay_rule = OPTIM_DECAY_ALL;
-    optim *opt;
-    assert_int_equal(optim_create(&opt, &m.ps, &oc), AG_OK);
     hid_t e = H5Fopen(GPT2_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
-    int64_t n_losses;
-    float *losses = h5_read_floats(e, "train/losses", &n_losses);
-    assert_int_equal(n_losses, 20);
-    ag_ctx *ctx = ag_ctx_create(0);
-    for (int s = 0; s < 20; ++s) {
-        ag_ctx_reset(ctx);
-        ag_tensor *loss = recipe_model_loss(ctx, &m, &b, NULL);
-        assert_non_null(loss);
-        if (fabs(loss->data[0] - losses[s]) > 1e-4 * fabs(losses[s]))
-            fail_msg("step %d: loss %.7f, Hugging Face %.7f", s, loss->data[0], losses[s]);
-        assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
-        assert_int_equal(optim_step(opt, 1e-3), AG_OK);
-        ag_params_zero_grad(&m.ps);
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "train/final_params/%s", m.ps.p[i]->name);
-        float *p = h5_read_floats(e, name, &n);
-        assert_non_null(p);
-        const ag_tensor *t = m.ps.p[i];
-        /* An element whose true gradient is 0 (the key bias: q.b_k is added to
-         * every score of a row and softmax cancels it; a unit no token
-         * reaches) holds only rounding noise, ~1e-8, on both sides, and
-         * AdamW's m/sqrt(v) turns noise into steps of up to lr in either
-         * direction. Such elements (first gradient below 1e-5 of the tensor's
-         * mean) are held to what 20 such steps can do; all others to 1e-4. */
-        snprintf(name, sizeof name, "grads/%s", t->name);
-        float *g0 = h5_read_floats(e, name, NULL);
-        assert_non_null(g0);
-        double mean_g = 0;
-        for (int64_t j = 0; j < n; ++j) mean_g += fabs(g0[j]) / (double)n;
-        float *want = malloc((size_t)n * sizeof(float));
-        int noise = 0;
-        for (int64_t j = 0; j < n; ++j) {
-            want[j] = p[j];
-            if (fabs(g0[j]) < 1e-5 * mean_g) {
-                noise++;
-                bad += fabsf(t->data[j] - p[j]) > 2 * 20 * 1e-3;
-                want[j] = t->data[j]; /* judged above */
-            }
-        }
-        if (noise) printf("  %s: %d of %lld elements have a zero gradient\n", t->name, noise, (long long)n);
-        bad += !check_close(t->name, t->data, want, n, 1e-4, 1e-4);
-        free(want);
-        free(g0);
-        free(p);
-    }
-    assert_int_equal(bad, 0);
-    printf("20 AdamW steps: every loss (%.6f -> %.6f) and the final parameters match\n", losses[0], losses[19]);
-    free(losses);
+    family_check_adamw_trajectory(&m, &b, e, zero_gradient_elements, "have a zero gradient");
     H5Fclose(e);
-    ag_ctx_free(ctx);
-    optim_free(opt);
     recipe_batch_free(&b);
     recipe_model_free(&m);
 }
@@ -191,28 +133,6 @@ static void test_gradient_accumulation_counts_tokens(void **state) {
     recipe_model_free(&m);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* Totals Hugging Face reports (model.num_parameters()) for the standard sizes. */
 static void test_parameter_counts(void **state) {
     const char *small = "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"]}";
@@ -232,11 +152,8 @@ static void test_parameter_counts(void **state) {
 /* Hugging Face's init: N(0, 0.02), c_proj N(0, 0.02/sqrt(2 n_layer)), unit norms, zero biases. */
 static void test_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
-                                   "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2LMHeadModel\"], "
+                          "\"n_embd\": 256, \"n_layer\": 8, \"n_head\": 4, \"vocab_size\": 1000}", 7);
     struct { const char *name; double std, mean; } want[] = {
         {"transformer.wte.weight", 0.02, 0},
         {"transformer.h.3.attn.c_attn.weight", 0.02, 0},
@@ -245,26 +162,9 @@ static void test_init(void **state) {
         {"transformer.h.3.ln_1.weight", 0, 1},
         {"transformer.h.3.mlp.c_fc.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        assert_non_null(t);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.03 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.03);
     recipe_model_free(&m);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 static void test_bad_configs(void **state) {

@@ -15,6 +15,7 @@
  * against Hugging Face's own function, T5EncoderModel, parameter totals of
  * t5-small, t5-base and google/t5-v1_1-small, the init, bad configs.
  */
+#include "family.h"
 #include "harness.h"
 
 #include "models.h"
@@ -24,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifndef HF_FIXTURE_DIR
 #define HF_FIXTURE_DIR "../shared/fixtures/hf"
@@ -33,69 +33,21 @@
 #define T5_FIXTURE_DIR FIXTURE_DIR "/t5"
 #define V11_DIR T5_FIXTURE_DIR "/v1_1"
 
-/* Reads a dataset as `type` into a malloc'd array; its element count into *n. */
-static void *read_h5_as(hid_t f, const char *name, hid_t type, size_t elem, int64_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t sp = H5Dget_space(d);
-    int64_t count = H5Sget_simple_extent_npoints(sp);
-    void *x = malloc((size_t)(count ? count : 1) * elem);
-    H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n) *n = count;
-    return x;
-}
-static float *read_h5(hid_t f, const char *name, int64_t *n) {
-    return read_h5_as(f, name, H5T_NATIVE_FLOAT, sizeof(float), n);
-}
-
-static bool present(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
-/* Builds the config's class (arch NULL: architectures[0]) and loads `weights`. */
-static void load_model(recipe_model *m, const char *config, const char *arch, const char *weights) {
-    if (recipe_model_declare(m, config, arch) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    if (weights && ckpt_safetensors_load(weights, &m->ps, m->aliases, m->n_aliases) != AG_OK)
-        fail_msg("%s", ag_error());
-}
-
-/* Every parameter's gradient against grads/<name>; returns the number that differ. */
-static int compare_grads(hid_t e, const ag_params *ps, double *worst) {
-    int bad = 0;
-    for (int64_t i = 0; i < ps->n; ++i) {
-        char name[300];
-        int64_t n = 0;
-        snprintf(name, sizeof name, "grads/%s", ps->p[i]->name);
-        float *g = read_h5(e, name, &n);
-        if (!g) fail_msg("%s: no gradient in the fixture", name);
-        assert_int_equal(n, ps->p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) *worst = fmax(*worst, fabs(ps->p[i]->grad[j] - g[j]));
-        bad += !check_close(ps->p[i]->name, ps->p[i]->grad, g, n, 1e-4, 1e-4);
-        free(g);
-    }
-    return bad;
-}
-
 /* ---------------------------------------------------------------- Hugging Face's fixture */
 
 static void test_loss_and_gradients_match_hugging_face(void **state) {
     (void)state;
-    if (!present(HF_T5_DIR "/model_hf.safetensors")) skip();
+    if (!family_file_present(HF_T5_DIR "/model_hf.safetensors")) skip();
     const char *files[] = {HF_T5_DIR "/model_hf.safetensors", HF_T5_DIR "/model.safetensors"};
     hid_t e = H5Fopen(HF_T5_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     int64_t n_logits = 0;
-    float *want_logits = read_h5(e, "logits", &n_logits);
+    float *want_logits = h5_read_floats(e, "logits", &n_logits);
     for (int k = 0; k < 2; ++k) {
         recipe_model m;
         recipe_batch b;
-        load_model(&m, HF_T5_DIR "/config.json", NULL, files[k]);
+        family_build(&m, HF_T5_DIR "/config.json", NULL, files[k]);
         assert_int_equal(m.ps.total, 45504); /* expected.json's num_params_unique */
         assert_int_equal(m.n_aliases, 3);    /* encoder/decoder embed_tokens, lm_head -> shared */
         assert_int_equal(recipe_batch_load(&b, HF_T5_DIR "/inputs.json"), AG_OK);
@@ -108,7 +60,7 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
         assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
         assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
         double worst = 0;
-        assert_int_equal(compare_grads(e, &m.ps, &worst), 0);
+        assert_int_equal(family_compare_grads_plain(&m.ps, e, &worst), 0);
         printf("  every gradient (47 tensors) within 1e-4; largest difference %.3g\n", worst);
 
         /* the logits themselves, through the public functions */
@@ -133,9 +85,9 @@ static void test_loss_and_gradients_match_hugging_face(void **state) {
  * decoder_input_ids Hugging Face derived (inputs.json, for information). */
 static void test_shift_right_matches_hugging_face(void **state) {
     (void)state;
-    if (!present(HF_T5_DIR "/inputs.json")) skip();
+    if (!family_file_present(HF_T5_DIR "/inputs.json")) skip();
     recipe_model m;
-    load_model(&m, HF_T5_DIR "/config.json", NULL, NULL);
+    family_build(&m, HF_T5_DIR "/config.json", NULL, NULL);
     char *text = ag_read_file("inputs", HF_T5_DIR "/inputs.json", 1 << 20, NULL);
     cJSON *root = cJSON_Parse(text);
     const cJSON *want = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "derived_internally_not_passed"),
@@ -162,7 +114,7 @@ static void test_v1_1_matches_transcription(void **state) {
     (void)state;
     recipe_model m;
     recipe_batch b;
-    load_model(&m, V11_DIR "/config.json", NULL, V11_DIR "/model.safetensors");
+    family_build(&m, V11_DIR "/config.json", NULL, V11_DIR "/model.safetensors");
     assert_true(m.t5.cfg.gated);
     assert_int_equal(m.t5.cfg.act, NN_ACT_GELU_TANH); /* "gated-gelu" is gelu_new */
     assert_ptr_not_equal(m.t5.lm_head_w, m.t5.shared.w);
@@ -170,7 +122,7 @@ static void test_v1_1_matches_transcription(void **state) {
     assert_int_equal(recipe_batch_load(&b, T5_FIXTURE_DIR "/inputs.json"), AG_OK);
     hid_t e = H5Fopen(V11_DIR "/expected.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(e >= 0);
-    float *want_loss = read_h5(e, "loss", NULL);
+    float *want_loss = h5_read_floats(e, "loss", NULL);
     ag_ctx *ctx = ag_ctx_create(0);
     int64_t tokens;
     ag_tensor *loss = recipe_model_loss(ctx, &m, &b, &tokens);
@@ -180,13 +132,13 @@ static void test_v1_1_matches_transcription(void **state) {
     assert_true(fabs(loss->data[0] - want_loss[0]) <= 1e-5 * fabs(want_loss[0]));
     assert_int_equal(ag_backward(ctx, loss, NULL), AG_OK);
     double worst = 0;
-    assert_int_equal(compare_grads(e, &m.ps, &worst), 0);
+    assert_int_equal(family_compare_grads_plain(&m.ps, e, &worst), 0);
     printf("  every gradient (%lld tensors) within 1e-4; largest difference %.3g\n", (long long)m.ps.n, worst);
 
     /* T5EncoderModel from the same config, its parameters copied by name:
      * the encoder's last hidden state */
     recipe_model enc_m;
-    load_model(&enc_m, V11_DIR "/config.json", "T5EncoderModel", NULL);
+    family_build(&enc_m, V11_DIR "/config.json", "T5EncoderModel", NULL);
     assert_int_equal(enc_m.n_aliases, 1);
     for (int64_t i = 0; i < enc_m.ps.n; ++i) {
         const ag_tensor *src = ag_params_find(&m.ps, enc_m.ps.p[i]->name);
@@ -197,7 +149,7 @@ static void test_v1_1_matches_transcription(void **state) {
     ag_tensor *h = nn_t5_encode(ctx, &enc_m.t5, recipe_batch_get(&b, "input_ids"),
                                 recipe_batch_get(&b, "attention_mask"));
     int64_t n_h = 0;
-    float *want_h = read_h5(e, "encoder_last_hidden_state", &n_h);
+    float *want_h = h5_read_floats(e, "encoder_last_hidden_state", &n_h);
     if (!h) fail_msg("%s", ag_error());
     assert_int_equal(h->numel, n_h); /* [2,10,24] */
     assert_close("encoder_last_hidden_state", h->data, want_h, n_h, 1e-5, 1e-5);
@@ -227,7 +179,7 @@ static void test_buckets_match_hugging_face(void **state) {
     };
     for (int c = 0; c < 4; ++c) {
         int64_t n;
-        int32_t *want = read_h5_as(e, cases[c].name, H5T_NATIVE_INT32, sizeof(int32_t), &n);
+        int32_t *want = h5_read_as(e, cases[c].name, H5T_NATIVE_INT32, sizeof(int32_t), &n);
         assert_non_null(want);
         assert_int_equal(n, 81); /* rel = -40 .. 40 */
         for (int i = 0; i < 81; ++i) {
@@ -246,27 +198,6 @@ static void test_buckets_match_hugging_face(void **state) {
 }
 
 /* ---------------------------------------------------------------- sizes, init, bad configs */
-
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-t5-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
 
 /* t5-small, t5-base and google/t5-v1_1-small's config.json (the fields that
  * size the model) and the totals Hugging Face reports (num_parameters()). */
@@ -312,10 +243,7 @@ static void test_init_follows_hugging_face(void **state) {
                       "\"vocab_size\": 512, \"relative_attention_num_buckets\": 128, \"feed_forward_proj\": "
                       "\"gated-gelu\", \"tie_word_embeddings\": false, \"initializer_factor\": 2.0}";
     recipe_model m;
-    const char *path = temp_config(cfg);
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, cfg, 7);
     const double f = 2.0;
     const struct { const char *name; double std; } want[] = {
         {"shared.weight", f},
@@ -386,7 +314,7 @@ static void test_run_time_errors(void **state) {
     (void)state;
     recipe_model m;
     recipe_batch b;
-    load_model(&m, V11_DIR "/config.json", "T5Model", NULL);
+    family_build(&m, V11_DIR "/config.json", "T5Model", NULL);
     assert_int_equal(recipe_batch_load(&b, T5_FIXTURE_DIR "/inputs.json"), AG_OK);
     ag_ctx *ctx = ag_ctx_create(0);
     assert_null(recipe_model_loss(ctx, &m, &b, NULL));

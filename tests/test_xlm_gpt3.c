@@ -27,14 +27,9 @@
 
 /* Builds <name>/config.json's class, loads its weights and batch. */
 static void load_case(const char *name, recipe_model *m, recipe_batch *b) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s/config.json", DIR, name);
-    if (recipe_model_declare(m, path, NULL) != AG_OK) fail_msg("%s", ag_error());
-    assert_int_equal(recipe_model_alloc(m, 0), AG_OK);
-    snprintf(path, sizeof path, "%s/%s/model.safetensors", DIR, name);
-    if (ckpt_safetensors_load(path, &m->ps, m->aliases, m->n_aliases) != AG_OK) fail_msg("%s", ag_error());
-    snprintf(path, sizeof path, "%s/%s/inputs.json", DIR, name);
-    assert_int_equal(recipe_batch_load(b, path), AG_OK);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", DIR, name);
+    family_load(m, b, dir, "config.json", NULL, "model.safetensors");
 }
 
 /* The class's loss and backward against <name>/expected.h5. A parameter the
@@ -60,54 +55,13 @@ static void check_case(const char *name, int64_t want_params, int64_t want_token
     float *want = h5_read_floats(e, "loss", NULL);
     assert_non_null(want);
     const double rel = fabs(loss->data[0] - want[0]) / fabs(want[0]);
-    /* PyTorch's gradients (NULL for a tensor that needs none), and the largest of them all */
-    float **g = calloc((size_t)m.ps.n, sizeof *g);
-    double all_max = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        char key[300];
-        int64_t n = 0;
-        snprintf(key, sizeof key, "grads/%s", m.ps.p[i]->name);
-        if (!(g[i] = h5_read_floats(e, key, &n))) continue;
-        assert_int_equal(n, m.ps.p[i]->numel);
-        for (int64_t j = 0; j < n; ++j) all_max = fmax(all_max, fabs(g[i][j]));
-    }
-    int bad = 0, frozen = 0, zero = 0;
-    double worst = 0, worst_rel = 0;
-    for (int64_t i = 0; i < m.ps.n; ++i) {
-        const ag_tensor *t = m.ps.p[i];
-        if (!g[i]) { /* needs no gradient in PyTorch: ours must stay zero */
-            frozen++;
-            for (int64_t j = 0; j < t->numel; ++j) bad += t->grad[j] != 0.0f;
-            continue;
-        }
-        double gmax = 0, dmax = 0;
-        for (int64_t j = 0; j < t->numel; ++j) {
-            gmax = fmax(gmax, fabs(g[i][j]));
-            dmax = fmax(dmax, fabs((double)t->grad[j] - g[i][j]));
-        }
-        worst = fmax(worst, dmax);
-        if (gmax <= 1e-12 * all_max) {
-            /* Zero in exact arithmetic: a key bias adds q.b_k to every score
-             * of a row and softmax cancels it (k_lin.bias, c_attn's key
-             * third). float64 leaves ~1e-17 of it, float32 ~1e-9; hold the
-             * noise to 1e-6 of the model's largest gradient. */
-            zero++;
-            if (dmax > 1e-6 * all_max) {
-                printf("  %s: the true gradient is 0 but tapegrad's reaches %.2e\n", t->name, dmax);
-                bad++;
-            }
-            continue;
-        }
-        worst_rel = fmax(worst_rel, dmax / gmax);
-        bad += !check_close(t->name, t->grad, g[i], t->numel, 1e-4, 1e-4);
-    }
-    for (int64_t i = 0; i < m.ps.n; ++i) free(g[i]);
-    free(g);
+    family_grad_stats gs;
+    const int bad = family_compare_grads_stats(&m.ps, e, path, true, &gs);
     printf("%s (%s): loss %.8f, PyTorch %.8f (rel %.1e); %lld parameters, %lld tensors, largest gradient "
            "difference %.2e (%.1e of its tensor's largest)%s%s\n",
-           name, m.arch, loss->data[0], want[0], rel, (long long)m.ps.total, (long long)m.ps.n, worst, worst_rel,
-           zero ? "; key biases are 0 in exact arithmetic, judged as noise" : "",
-           frozen ? "; the fixed sinusoidal table's gradient stays 0" : "");
+           name, m.arch, loss->data[0], want[0], rel, (long long)m.ps.total, (long long)m.ps.n, gs.worst,
+           gs.worst_rel, gs.zero ? "; key biases are 0 in exact arithmetic, judged as noise" : "",
+           gs.frozen ? "; the fixed sinusoidal table's gradient stays 0" : "");
     assert_true(rel <= 1e-5);
     assert_int_equal(bad, 0);
     free(want);
@@ -206,28 +160,6 @@ static void test_gpt3_wide_band_is_gpt2_bit_for_bit(void **state) {
     recipe_model_free(&m);
 }
 
-/* Writes text to a temporary config file and returns its path. */
-static const char *temp_config(const char *text) {
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/tapegrad-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static int64_t count_params(const char *config_text, const char *arch) {
-    recipe_model m;
-    const char *path = temp_config(config_text);
-    ag_status st = recipe_model_declare(&m, path, arch);
-    remove(path);
-    if (st != AG_OK) fail_msg("%s", ag_error());
-    int64_t total = m.ps.total;
-    recipe_model_free(&m);
-    return total;
-}
-
 /* xlm-mlm-en-2048's config (the fields that size it: 30145 words, 2048 wide,
  * 12 layers, 16 heads, 512 positions, one language) and xlm-mlm-enfr-1024's
  * (64139 words, 1024 wide, 6 layers, 8 heads, two languages). The totals are
@@ -264,12 +196,9 @@ static void test_parameter_counts(void **state) {
  * zero, Linear N(0, init_std), zero biases, unit norms; the sinusoidal table. */
 static void test_xlm_init(void **state) {
     recipe_model m;
-    const char *path = temp_config("{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], "
-                                   "\"vocab_size\": 1000, \"emb_dim\": 128, \"n_layers\": 2, \"n_heads\": 4, "
-                                   "\"n_langs\": 3, \"sinusoidal_embeddings\": true}");
-    assert_int_equal(recipe_model_declare(&m, path, NULL), AG_OK);
-    remove(path);
-    assert_int_equal(recipe_model_alloc(&m, 7), AG_OK);
+    family_build_text(&m, "{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], "
+                          "\"vocab_size\": 1000, \"emb_dim\": 128, \"n_layers\": 2, \"n_heads\": 4, "
+                          "\"n_langs\": 3, \"sinusoidal_embeddings\": true}", 7);
     const double estd = 1.0 / sqrt(2048.0);
     struct { const char *name; double std, mean; } want[] = {
         {"transformer.embeddings.weight", estd, 0},
@@ -280,15 +209,8 @@ static void test_xlm_init(void **state) {
         {"transformer.layer_norm2.1.weight", 0, 1},
         {"pred_layer.proj.bias", 0, 0},
     };
-    for (size_t k = 0; k < sizeof want / sizeof *want; ++k) {
-        ag_tensor *t = ag_params_find(&m.ps, want[k].name);
-        if (!t) fail_msg("no parameter %s", want[k].name);
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < t->numel; ++i) { s += t->data[i]; s2 += (double)t->data[i] * t->data[i]; }
-        double mean = s / t->numel, std = sqrt(s2 / t->numel - mean * mean);
-        assert_true(fabs(mean - want[k].mean) < 0.002 + 0.1 * want[k].std);
-        assert_true(fabs(std - want[k].std) < 0.05 * want[k].std + 1e-6);
-    }
+    for (size_t k = 0; k < sizeof want / sizeof *want; ++k)
+        family_check_init(&m.ps, want[k].name, want[k].std, want[k].mean, 0.05);
     const ag_tensor *e = ag_params_find(&m.ps, "transformer.embeddings.weight");
     for (int j = 0; j < 128; ++j) assert_true(e->data[2 * 128 + j] == 0.0f); /* pad_index 2 */
     const ag_tensor *p = ag_params_find(&m.ps, "transformer.position_embeddings.weight");
@@ -297,16 +219,6 @@ static void test_xlm_init(void **state) {
     const double a = 5.0 / pow(10000.0, 6.0 / 128.0);
     assert_true(fabs(p->data[5 * 128 + 6] - sin(a)) < 1e-6 && fabs(p->data[5 * 128 + 7] - cos(a)) < 1e-6);
     recipe_model_free(&m);
-}
-
-static void expect_config_error(const char *text, const char *needle) {
-    recipe_model m;
-    const char *path = temp_config(text);
-    ag_status st = recipe_model_declare(&m, path, NULL);
-    remove(path);
-    recipe_model_free(&m);
-    assert_int_not_equal(st, AG_OK);
-    if (!strstr(ag_error(), needle)) fail_msg("wanted '%s' in: %s", needle, ag_error());
 }
 
 #define XLM "{\"model_type\": \"xlm\", \"architectures\": [\"XLMWithLMHeadModel\"], "
