@@ -699,7 +699,6 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
         return ag_fail(AG_ERR_ARG, "finetune: needs --train, --eval, --out and --init (or the bag-of-words model)");
     recipe_tsv train = {0}, dev = {0}, test = {0};
     encoded etr = {0}, edv = {0}, ete = {0};
-    float *best_values = NULL; /* the best epoch's parameters, for the test split */
     int64_t best_step = 0;
     classifier c = {0};
     c.kind = o->bow ? CLS_BOW : CLS_GPT2;
@@ -749,8 +748,7 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     if (!(metrics = fopen(path, "w"))) { st = ag_fail(AG_ERR_IO, "finetune: cannot write %s: %s", path, strerror(errno)); goto done; }
     ctx = ag_ctx_create(0);
     perm = malloc((size_t)train.n * sizeof *perm);
-    if (o->test_path) best_values = malloc((size_t)c.ps->total * sizeof(float));
-    if (!ctx || !perm || (o->test_path && !best_values)) { st = ag_fail(AG_ERR_MEMORY, "finetune: out of memory"); goto done; }
+    if (!ctx || !perm) { st = ag_fail(AG_ERR_MEMORY, "finetune: out of memory"); goto done; }
     if (!o->quiet) {
         const char *what = c.kind == CLS_BOW ? "bag-of-words logistic regression"
                            : c.kind == CLS_GPT2 ? "GPT2ForSequenceClassification" : c.rm.arch;
@@ -825,14 +823,13 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
             r.best_epoch = epoch;
             r.best = m;
             if ((st = save_best(o->out_dir, &c, epoch, step, &m))) goto done;
-            if (best_values) memcpy(best_values, c.ps->values, (size_t)c.ps->total * sizeof(float));
             best_step = step;
         }
     }
-    if (o->test_path) { /* the kept weights, scored once on data that chose nothing */
-        memcpy(c.ps->values, best_values, (size_t)c.ps->total * sizeof(float));
+    if (o->test_path) { /* the kept checkpoint, read back and scored once on data that chose nothing */
         double test_loss;
-        if ((st = evaluate(ctx, &c, &ete, o->batch, &test_loss, &r.test)) ||
+        snprintf(path, sizeof path, "%s/ckpt.h5", o->out_dir);
+        if ((st = ckpt_load_params(path, c.ps)) || (st = evaluate(ctx, &c, &ete, o->batch, &test_loss, &r.test)) ||
             (st = write_best_json(o->out_dir, r.best_epoch, best_step, &r.best, &r.test)))
             goto done;
         r.has_test = true;
@@ -846,7 +843,6 @@ done:
     free(perm);
     ag_ctx_free(ctx);
     optim_free(opt);
-    free(best_values);
     encoded_free(&etr), encoded_free(&edv), encoded_free(&ete);
     classifier_free(&c);
     recipe_tsv_free(&train), recipe_tsv_free(&dev), recipe_tsv_free(&test);
