@@ -212,6 +212,16 @@ ag_tensor *nn_albert_pool(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden) {
     return ag_tanh(ctx, nn_linear_forward(ctx, &m->pooler, first));
 }
 
+ag_tensor *nn_albert_cls_logits(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden) {
+    if (!hidden) return NULL;
+    if (m->head != NN_ALBERT_SEQ_CLS) {
+        ag_fail(AG_ERR_STATE, "albert: only AlbertForSequenceClassification has a classifier");
+        return NULL;
+    }
+    ag_tensor *pooled = ag_dropout(ctx, nn_albert_pool(ctx, m, hidden), m->cfg.classifier_dropout_prob);
+    return nn_linear_forward(ctx, &m->classifier, pooled);
+}
+
 ag_tensor *nn_albert_mlm_logits(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden) {
     if (!hidden) return NULL;
     if (!m->mlm_b) {
@@ -242,11 +252,9 @@ ag_tensor *nn_albert_loss(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids, c
     ag_tensor *h = nn_albert_forward(ctx, m, ids, token_type_ids, attention_mask); /* [B,T,H] */
     if (!h) return NULL;
     const int64_t B = ids->shape[0], T = ids->shape[1];
-    if (m->head == NN_ALBERT_SEQ_CLS) {
-        ag_tensor *pooled = ag_dropout(ctx, nn_albert_pool(ctx, m, h), m->cfg.classifier_dropout_prob);
-        return nn_bert_classifier_loss(ctx, nn_linear_forward(ctx, &m->classifier, pooled), labels, m->cfg.problem,
+    if (m->head == NN_ALBERT_SEQ_CLS)
+        return nn_bert_classifier_loss(ctx, nn_albert_cls_logits(ctx, m, h), labels, m->cfg.problem,
                                        m->cfg.problem_type_given, n_tokens);
-    }
     /* masked LM: every position, -100 ignored, mean over the counted ones */
     if (!nn_same_bt("albert", "labels", labels, B, T)) return NULL;
     int64_t count = 0;

@@ -98,6 +98,9 @@ ag_tensor *nn_albert_forward(ag_ctx *ctx, const nn_albert *m, const ag_ints *ids
                              const ag_ints *attention_mask);
 /* tanh(pooler(hidden[:,0])): [B,T,H] -> [B,H]. Errors: no pooler. */
 ag_tensor *nn_albert_pool(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden);
+/* AlbertForSequenceClassification's logits [B,num_labels]:
+ * classifier(dropout(pool(hidden))). Errors: another class. */
+ag_tensor *nn_albert_cls_logits(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden);
 /* The MLM head: [B,T,H] -> [B,T,V]. Errors: no MLM head. */
 ag_tensor *nn_albert_mlm_logits(ag_ctx *ctx, const nn_albert *m, ag_tensor *hidden);
 

@@ -171,7 +171,7 @@ recipe_finetune_opts recipe_finetune_defaults(void) {
 
 /* ================================================================ the classifier */
 
-typedef enum { CLS_GPT2, CLS_BERT, CLS_DISTILBERT, CLS_BOW } cls_kind;
+typedef enum { CLS_GPT2, CLS_ENCODER, CLS_BOW } cls_kind; /* CLS_ENCODER: recipe_model_cls_logits */
 
 typedef struct classifier {
     cls_kind kind;
@@ -188,6 +188,7 @@ typedef struct classifier {
     data_strmap words;    /* bag of words: word -> feature index */
     int n_features;       /* per text */
     char *config_text;    /* what the saved checkpoint carries */
+    bool *fresh;          /* [ps->n]: not in the checkpoint, so newly initialised (never frozen) */
 } classifier;
 
 static void classifier_free(classifier *c) {
@@ -196,6 +197,7 @@ static void classifier_free(classifier *c) {
     if (c->have_tok) data_tokenizer_free(&c->tok);
     data_strmap_free(&c->words);
     free(c->config_text);
+    free(c->fresh);
 }
 
 static bool file_exists(const char *path) {
@@ -218,7 +220,7 @@ static const char *strip_base_prefix(const char *name) {
  * without the base model's prefix), checking shapes; the others keep their
  * fresh initialisation and are listed, as Hugging Face warns "Some weights
  * ... were not initialized from the model checkpoint". */
-static ag_status copy_by_name(ag_params *dst, const ag_params *src, const char *from, bool quiet) {
+static ag_status copy_by_name(ag_params *dst, const ag_params *src, const char *from, bool quiet, bool *fresh_out) {
     int64_t loaded = 0;
     char fresh[1024] = "";
     char s1[64], s2[64];
@@ -227,6 +229,7 @@ static ag_status copy_by_name(ag_params *dst, const ag_params *src, const char *
         const ag_tensor *q = ag_params_find(src, p->name);
         const char *bare = strip_base_prefix(p->name);
         if (!q && bare) q = ag_params_find(src, bare);
+        fresh_out[i] = !q;
         if (!q) {
             size_t k = strlen(fresh);
             snprintf(fresh + k, sizeof fresh - k, "%s%s", k ? ", " : "", p->name);
@@ -286,16 +289,20 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     const char *type = cJSON_IsString(mt) ? mt->valuestring : "";
     const char *cls, *declare_as;
+    /* model_type -> the Hugging Face class (GPT-2's score head is declared here, beside GPT2LMHeadModel) */
+    static const char *const classes[][2] = {
+        {"bert", "BertForSequenceClassification"},           {"roberta", "RobertaForSequenceClassification"},
+        {"xlm-roberta", "XLMRobertaForSequenceClassification"}, {"distilbert", "DistilBertForSequenceClassification"},
+        {"albert", "AlbertForSequenceClassification"},       {"electra", "ElectraForSequenceClassification"},
+        {"deberta", "DebertaForSequenceClassification"},     {"deberta-v2", "DebertaV2ForSequenceClassification"},
+    };
+    cls = declare_as = NULL;
     if (strcmp(type, "gpt2") == 0) c->kind = CLS_GPT2, cls = "GPT2ForSequenceClassification", declare_as = "GPT2LMHeadModel";
-    else if (strcmp(type, "bert") == 0) c->kind = CLS_BERT, cls = declare_as = "BertForSequenceClassification";
-    else if (strcmp(type, "roberta") == 0) c->kind = CLS_BERT, cls = declare_as = "RobertaForSequenceClassification";
-    else if (strcmp(type, "xlm-roberta") == 0)
-        c->kind = CLS_BERT, cls = declare_as = "XLMRobertaForSequenceClassification";
-    else if (strcmp(type, "distilbert") == 0)
-        c->kind = CLS_DISTILBERT, cls = declare_as = "DistilBertForSequenceClassification";
-    else {
+    for (size_t k = 0; k < sizeof classes / sizeof classes[0] && !cls; ++k)
+        if (strcmp(type, classes[k][0]) == 0) c->kind = CLS_ENCODER, cls = declare_as = classes[k][1];
+    if (!cls) {
         st = ag_fail(AG_ERR_ARG, "finetune: model_type '%s' of %s has no sequence classifier here (gpt2, bert, "
-                     "roberta, xlm-roberta, distilbert)", type, o->init);
+                     "roberta, xlm-roberta, distilbert, albert, electra, deberta, deberta-v2)", type, o->init);
         goto done;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(j, "architectures");
@@ -313,7 +320,7 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
         if (o->dropout >= 0)
             json_set_num(j, "embd_pdrop", o->dropout), json_set_num(j, "attn_pdrop", o->dropout),
                 json_set_num(j, "resid_pdrop", o->dropout);
-    } else if (c->kind == CLS_DISTILBERT && o->dropout >= 0) {
+    } else if (strcmp(type, "distilbert") == 0 && o->dropout >= 0) {
         json_set_num(j, "dropout", o->dropout), json_set_num(j, "attention_dropout", o->dropout);
         json_set_num(j, "seq_classif_dropout", o->dropout);
     } else if (o->dropout >= 0) {
@@ -328,18 +335,22 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
     if ((st = recipe_model_alloc(&c->rm, o->seed))) goto done; /* HF's init of backbone and head */
     if (c->kind == CLS_GPT2) nn_gpt2_cls_init(&c->score, &gc, o->seed);
     c->ps = &c->rm.ps;
+    if (!(c->fresh = calloc((size_t)c->ps->n, sizeof *c->fresh))) {
+        st = ag_fail(AG_ERR_MEMORY, "finetune: out of memory");
+        goto done;
+    }
 
     /* the pretrained weights, by name */
     if (own) {
         if ((st = recipe_model_declare_text(&src, cs.config, ckpt, NULL)) || (st = ag_params_finalize(&src.ps)) ||
             (st = ckpt_load_params(ckpt, &src.ps)))
             goto done;
-        st = copy_by_name(&c->rm.ps, &src.ps, ckpt, o->quiet);
+        st = copy_by_name(&c->rm.ps, &src.ps, ckpt, o->quiet, c->fresh);
     } else {
         if ((st = ckpt_safetensors_declare(weights, &src.ps)) || (st = ag_params_finalize(&src.ps)) ||
             (st = ckpt_safetensors_load(weights, &src.ps, NULL, 0)))
             goto done;
-        st = copy_by_name(&c->rm.ps, &src.ps, weights, o->quiet);
+        st = copy_by_name(&c->rm.ps, &src.ps, weights, o->quiet, c->fresh);
     }
     if (st) goto done;
 
@@ -351,9 +362,10 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
     if (file_exists(path) || file_exists(vocab_txt) || file_exists(vocab_json)) {
         if ((st = data_tokenizer_load(&c->tok, file_exists(path) ? path : o->init))) goto done;
         c->have_tok = true;
-        if (c->kind == CLS_BERT) c->pad_id = c->tok.pad_id >= 0 ? c->tok.pad_id : c->rm.bert.cfg.pad_token_id;
-        if (c->kind == CLS_DISTILBERT)
-            c->pad_id = c->tok.pad_id >= 0 ? c->tok.pad_id : c->rm.distilbert.cfg.pad_token_id;
+        if (c->kind == CLS_ENCODER) {
+            const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
+            c->pad_id = c->tok.pad_id >= 0 ? c->tok.pad_id : cJSON_IsNumber(pad) ? pad->valueint : 0;
+        }
     } else if (c->kind == CLS_GPT2 && gc.vocab_size == DATA_BYTE_VOCAB) {
         c->bytes = true;
     } else {
@@ -583,9 +595,7 @@ static ag_tensor *forward(ag_ctx *ctx, const classifier *c, const encoded *e, co
         return nn_linear_forward(ctx, &c->score, ag_mul(ctx, ag_sum(ctx, ag_mul(ctx, h, m), 1, false), inv));
     }
     if (c->kind == CLS_GPT2) return nn_gpt2_cls_logits(ctx, &c->rm.gpt2, &c->score, ids, mask, c->pad_id);
-    if (c->kind == CLS_DISTILBERT)
-        return nn_distilbert_cls_logits(ctx, &c->rm.distilbert, nn_distilbert_forward(ctx, &c->rm.distilbert, ids, mask));
-    return nn_bert_cls_logits(ctx, &c->rm.bert, nn_bert_forward(ctx, &c->rm.bert, ids, types, mask));
+    return recipe_model_cls_logits(ctx, &c->rm, ids, types, mask);
 }
 
 /* Mean loss and metrics over all of `e`, in eval mode without a tape. */
@@ -648,8 +658,10 @@ static bool is_embedding(const char *name) {
 
 /* Whether `name` is frozen under the options: --freeze-all-but-head freezes
  * everything but the classification head; --freeze N the embeddings and
- * layers 0 .. N-1. */
-static bool is_frozen(const char *name, const recipe_finetune_opts *o) {
+ * layers 0 .. N-1. What the checkpoint did not hold (fresh: the head, and
+ * a pooler an MLM run never trained) is random and always trained. */
+static bool is_frozen(const char *name, bool fresh, const recipe_finetune_opts *o) {
+    if (fresh) return false;
     if (o->freeze_all_but_head) return !is_head(name);
     if (o->freeze <= 0) return false;
     int l = layer_of(name);
@@ -729,7 +741,7 @@ ag_status recipe_finetune(const recipe_finetune_opts *o, recipe_finetune_result 
     if (frozen_group < 0) { st = ag_error_status(); goto done; }
     int64_t n_trainable = 0;
     for (int64_t i = 0; i < c.ps->n; ++i) {
-        if (is_frozen(c.ps->p[i]->name, o)) {
+        if (is_frozen(c.ps->p[i]->name, c.fresh && c.fresh[i], o)) {
             if ((st = optim_assign(opt, c.ps->p[i]->name, frozen_group))) goto done;
         } else {
             n_trainable += c.ps->p[i]->numel;

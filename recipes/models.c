@@ -387,6 +387,24 @@ void recipe_model_free(recipe_model *m) {
     nn_config_free(&m->cfg);
 }
 
+ag_tensor *recipe_model_cls_logits(ag_ctx *ctx, const recipe_model *m, const ag_ints *ids, const ag_ints *types,
+                                   const ag_ints *mask) {
+    switch (m->family) {
+    case RECIPE_FAMILY_BERT: return nn_bert_cls_logits(ctx, &m->bert, nn_bert_forward(ctx, &m->bert, ids, types, mask));
+    case RECIPE_FAMILY_DISTILBERT:
+        return nn_distilbert_cls_logits(ctx, &m->distilbert, nn_distilbert_forward(ctx, &m->distilbert, ids, mask));
+    case RECIPE_FAMILY_ALBERT:
+        return nn_albert_cls_logits(ctx, &m->albert, nn_albert_forward(ctx, &m->albert, ids, types, mask));
+    case RECIPE_FAMILY_ELECTRA:
+        return nn_electra_cls_logits(ctx, &m->electra, nn_electra_forward(ctx, &m->electra, ids, types, mask));
+    case RECIPE_FAMILY_DEBERTA:
+        return nn_deberta_cls_logits(ctx, &m->deberta, nn_deberta_forward(ctx, &m->deberta, ids, types, mask));
+    default:
+        ag_fail(AG_ERR_ARG, "%s has no sequence classifier here", m->arch);
+        return NULL;
+    }
+}
+
 ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, int64_t *tokens) {
     const ag_ints *ids = recipe_batch_get(b, "input_ids"), *mask = recipe_batch_get(b, "attention_mask"),
                   *labels = recipe_batch_get(b, "labels");

@@ -92,4 +92,12 @@ void recipe_model_free(recipe_model *m);
  * *tokens receives the number of counted target tokens. */
 ag_tensor *recipe_model_loss(ag_ctx *ctx, recipe_model *m, const recipe_batch *b, int64_t *tokens);
 
+/* A ...ForSequenceClassification encoder's logits [B,num_labels] from ids,
+ * token_type_ids (NULL: zeros; DistilBERT has none) and attention_mask [B,T]:
+ * BERT, RoBERTa, XLM-R, DistilBERT, ALBERT, ELECTRA, DeBERTa (v1 and v2),
+ * each through its own head (pooler or [CLS] head, as Hugging Face). NULL with
+ * an error for another family or another class of these. */
+ag_tensor *recipe_model_cls_logits(ag_ctx *ctx, const recipe_model *m, const ag_ints *ids, const ag_ints *types,
+                                   const ag_ints *mask);
+
 #endif
