@@ -123,6 +123,15 @@ void ckpt_state_free(ckpt_state *st);
  * failure keep their new values: do not train on after an error). */
 ag_status ckpt_load_params(const char *path, ag_params *ps);
 
+/* Declares one parameter per dataset of /params (name and shape, in name
+ * order) into `ps`, which must not be finalized yet: a registry shaped like
+ * the checkpoint, to load whatever it holds without building its model (e.g.
+ * fine-tuning from an ELECTRA run whose file also holds the generator).
+ * Returns AG_OK; AG_ERR_IO for a missing, non-HDF5 or unreadable file or no
+ * /params; AG_ERR_ARG for a dataset of more than AG_MAX_DIMS dims or a name
+ * already declared. */
+ag_status ckpt_declare(const char *path, ag_params *ps);
+
 /* Reads the optimizer moment `moment` ("m", "v", "momentum") of every
  * parameter into `dst` [ps->total], laid out like ps->values. Checks names and
  * shapes like ckpt_load_params. Returns AG_OK; AG_ERR_ARG when the checkpoint

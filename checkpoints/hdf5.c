@@ -665,6 +665,60 @@ ag_status ckpt_load_params(const char *path, ag_params *ps) {
     return status;
 }
 
+typedef struct {
+    ag_params *ps;
+    const char *path;
+    ag_status status;
+} declare_walk;
+
+static herr_t declare_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)info;
+    declare_walk *w = data;
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hsize_t dims[AG_MAX_DIMS] = {0};
+    bool ok = nd >= 0 && nd <= AG_MAX_DIMS && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (!ok) {
+        w->status = nd > AG_MAX_DIMS ? ag_fail(AG_ERR_ARG, "checkpoint %s: params/%s has %d dims (at most %d)",
+                                               w->path, name, nd, AG_MAX_DIMS)
+                                     : io_fail(w->path, "cannot read the shape of params/%s", name);
+        return 1; /* stop */
+    }
+    int64_t shape[AG_MAX_DIMS];
+    for (int k = 0; k < nd; ++k) shape[k] = (int64_t)dims[k];
+    if (!ag_params_add(w->ps, name, nd ? nd : 1, nd ? shape : AG_SHAPE(1))) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ag_error()); /* ag_fail formats into the buffer ag_error reads */
+        w->status = ag_fail(AG_ERR_ARG, "checkpoint %s: %s", w->path, msg);
+        return 1;
+    }
+    return 0;
+}
+
+ag_status ckpt_declare(const char *path, ag_params *ps) {
+    if (!ps || ps->finalized)
+        return ag_fail(AG_ERR_ARG, "checkpoint %s: ckpt_declare needs a registry that is not finalized", path);
+    h5_quiet q;
+    quiet_begin(&q);
+    declare_walk w = {ps, path, AG_OK};
+    hid_t file = open_checkpoint(path), g = -1;
+    if (file < 0) w.status = ag_error_status();
+    else if (H5Lexists(file, "params", H5P_DEFAULT) <= 0 || (g = H5Gopen2(file, "params", H5P_DEFAULT)) < 0)
+        w.status = ag_fail(AG_ERR_IO, "checkpoint %s: no /params group: not a tapegrad checkpoint", path);
+    else {
+        hsize_t idx = 0;
+        if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, declare_cb, &w) < 0 && w.status == AG_OK)
+            w.status = io_fail(path, "cannot list /params");
+    }
+    if (g >= 0) H5Gclose(g);
+    if (file >= 0) H5Fclose(file);
+    quiet_end(&q);
+    return w.status;
+}
+
 ag_status ckpt_load_moment(const char *path, const ag_params *ps, const char *moment, float *dst) {
     if (!ps || !ps->finalized)
         return ag_fail(AG_ERR_ARG, "checkpoint %s: the parameter registry is not finalized", path);

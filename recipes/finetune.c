@@ -267,8 +267,8 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
     ckpt_state cs = {0};
     char *src_config = NULL;
     cJSON *j = NULL;
-    recipe_model src = {0};
-    ag_params_init(&src.ps);
+    ag_params src = {0}; /* the checkpoint's tensors, declared from the file */
+    ag_params_init(&src);
     ag_status st = AG_OK;
     if (own) {
         if ((st = ckpt_read_state(ckpt, &cs))) goto done;
@@ -342,15 +342,16 @@ static ag_status build_transformer(classifier *c, const recipe_finetune_opts *o)
 
     /* the pretrained weights, by name */
     if (own) {
-        if ((st = recipe_model_declare_text(&src, cs.config, ckpt, NULL)) || (st = ag_params_finalize(&src.ps)) ||
-            (st = ckpt_load_params(ckpt, &src.ps)))
+        /* whatever the run holds, by name (an ELECTRA run also holds its generator, unused here) */
+        if ((st = ckpt_declare(ckpt, &src)) || (st = ag_params_finalize(&src)) ||
+            (st = ckpt_load_params(ckpt, &src)))
             goto done;
-        st = copy_by_name(&c->rm.ps, &src.ps, ckpt, o->quiet, c->fresh);
+        st = copy_by_name(&c->rm.ps, &src, ckpt, o->quiet, c->fresh);
     } else {
-        if ((st = ckpt_safetensors_declare(weights, &src.ps)) || (st = ag_params_finalize(&src.ps)) ||
-            (st = ckpt_safetensors_load(weights, &src.ps, NULL, 0)))
+        if ((st = ckpt_safetensors_declare(weights, &src)) || (st = ag_params_finalize(&src)) ||
+            (st = ckpt_safetensors_load(weights, &src, NULL, 0)))
             goto done;
-        st = copy_by_name(&c->rm.ps, &src.ps, weights, o->quiet, c->fresh);
+        st = copy_by_name(&c->rm.ps, &src, weights, o->quiet, c->fresh);
     }
     if (st) goto done;
 
@@ -376,8 +377,7 @@ done:
     if (own) ckpt_state_free(&cs);
     free(src_config);
     cJSON_Delete(j);
-    if (src.cfg.json) recipe_model_free(&src);
-    else ag_params_free(&src.ps);
+    ag_params_free(&src);
     return st;
 }
 

@@ -220,6 +220,43 @@ static void test_params_only(void **state) {
     ag_params_free(&ps);
 }
 
+/* ckpt_declare: a registry shaped like the file, without the model; loading
+ * into it gives the saved values bit for bit. */
+static void test_declare_from_file(void **state) {
+    char path[512], notes[512];
+    tmp_path(path, "declare.h5");
+    ag_params ps, got;
+    small_model(&ps, true, false);
+    fill(ps.values, ps.total, 9);
+    assert_int_equal(ckpt_save(path, &ps, NULL), AG_OK);
+    ag_params_init(&got);
+    assert_int_equal(ckpt_declare(path, &got), AG_OK);
+    assert_int_equal(got.n, ps.n);
+    assert_int_equal(ag_params_finalize(&got), AG_OK);
+    assert_int_equal(ckpt_load_params(path, &got), AG_OK);
+    for (int64_t i = 0; i < ps.n; ++i) {
+        const ag_tensor *a = ps.p[i], *b = ag_params_find(&got, a->name);
+        assert_non_null(b);
+        assert_int_equal(a->ndim, b->ndim);
+        for (int d = 0; d < a->ndim; ++d) assert_int_equal(a->shape[d], b->shape[d]);
+        assert_memory_equal(a->data, b->data, (size_t)a->numel * sizeof(float));
+    }
+    /* refusals: a finalized registry, a name already declared, a file that is not a checkpoint */
+    EXPECT_ERROR(ckpt_declare(path, &got), AG_ERR_ARG, path, "not finalized");
+    ag_params_free(&got);
+    ag_params_init(&got);
+    assert_non_null(ag_params_add(&got, "h.0.ln_1.bias", 1, AG_SHAPE(3)));
+    EXPECT_ERROR(ckpt_declare(path, &got), AG_ERR_ARG, path, "'h.0.ln_1.bias' is declared twice");
+    ag_params_free(&got);
+    ag_params_init(&got);
+    tmp_path(notes, "declare-notes.h5");
+    spit(notes, "not hdf5\n", 9);
+    EXPECT_ERROR(ckpt_declare(notes, &got), AG_ERR_IO, notes, "not an HDF5 file");
+    EXPECT_ERROR(ckpt_declare(HF_DIR "/gpt2/expected.h5", &got), AG_ERR_IO, "expected.h5", "no /params group");
+    ag_params_free(&got);
+    ag_params_free(&ps);
+}
+
 /* ---------------------------------------------------------------- HDF5: refusals */
 
 static void save_small(const char *path, uint64_t seed) {
@@ -750,6 +787,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_save_load_bitwise),
         cmocka_unit_test(test_params_only),
+        cmocka_unit_test(test_declare_from_file),
         cmocka_unit_test(test_truncated_refused),
         cmocka_unit_test(test_not_hdf5_refused),
         cmocka_unit_test(test_other_model_refused),
