@@ -488,6 +488,19 @@ static void count_smoothed(smooth_stats *st, const recipe_batch *b, const recipe
         if (per_id[v]) st->expected[id_class(v)] += per_id[v] * -expm1(-0.5 * (lo + hi) * w[v]);
 }
 
+/* Batches 0 .. n-1 of 32 x 64 (seed `seed`) through count_smoothed. */
+static smooth_stats collect_smoothed(const skewed_corpus *k, const recipe_collate_config *cfg, int n, uint64_t seed,
+                                     double rate) {
+    smooth_stats st = {0};
+    for (int it = 0; it < n; ++it) {
+        recipe_batch b;
+        if (recipe_collate_mlm(&b, &k->c, cfg, 32, 64, seed, (uint64_t)it) != AG_OK) fail_msg("%s", ag_error());
+        count_smoothed(&st, &b, cfg, rate);
+        recipe_batch_free(&b);
+    }
+    return st;
+}
+
 /* measured within k standard deviations (sqrt of the expected count) of expected */
 static void expect_count(const char *what, double measured, double expected, double k) {
     const double sd = sqrt(expected);
@@ -507,13 +520,7 @@ static void test_smoothed_masking(void **state) {
     /* DistilBERT's rate 0.15: exact counts, specials, 80/10/10, and each
      * class against the without-replacement expectation */
     recipe_collate_config cfg = smoothed_config(&k, 0.15f);
-    smooth_stats st = {0};
-    for (int it = 0; it < 3000; ++it) {
-        recipe_batch b;
-        if (recipe_collate_mlm(&b, &k.c, &cfg, 32, 64, 5, (uint64_t)it) != AG_OK) fail_msg("%s", ag_error());
-        count_smoothed(&st, &b, &cfg, 0.15);
-        recipe_batch_free(&b);
-    }
+    smooth_stats st = collect_smoothed(&k, &cfg, 3000, 5, 0.15);
     printf(" p = 0.15, %lld batches of 32 x 64: every batch predicts exactly ceil(0.15 * tokens) (%lld in all); "
            "no special or pad\n", (long long)st.batches, (long long)st.predicted);
     const double r15 = ((double)st.picked[1] / st.seen[1]) / ((double)st.picked[0] / st.seen[0]);
@@ -533,13 +540,7 @@ static void test_smoothed_masking(void **state) {
     /* At a low rate (0.03) little saturates and the ratio is the weights'
      * ratio, (count_RARE / count_FREQ)^-0.7, within its statistical error */
     recipe_collate_config low = smoothed_config(&k, 0.03f);
-    smooth_stats sl = {0};
-    for (int it = 0; it < 6000; ++it) {
-        recipe_batch b;
-        if (recipe_collate_mlm(&b, &k.c, &low, 32, 64, 4, (uint64_t)it) != AG_OK) fail_msg("%s", ag_error());
-        count_smoothed(&sl, &b, &low, 0.03);
-        recipe_batch_free(&b);
-    }
+    smooth_stats sl = collect_smoothed(&k, &low, 6000, 4, 0.03);
     const double r1 = ((double)sl.picked[1] / sl.seen[1]) / ((double)sl.picked[0] / sl.seen[0]);
     const double sd = r1 * sqrt(1.0 / sl.picked[0] + 1.0 / sl.picked[1]);
     printf(" p = 0.03, %lld batches: FREQ picked %lld, RARE %lld\n", (long long)sl.batches, (long long)sl.picked[0],
