@@ -203,20 +203,30 @@ done:
     return st;
 }
 
+/* dir/manifest.json parsed (cJSON_Delete it; NULL for text that is not
+ * JSON), into *root; *path receives the file's path. Errors: AG_ERR_IO when
+ * the file cannot be read, with a hint to run prepare. */
+static ag_status read_manifest(const char *dir, char *path, size_t n, cJSON **root) {
+    snprintf(path, n, "%s/manifest.json", dir);
+    char *text = ag_read_file("pretrain: manifest", path, (size_t)1 << 26, NULL);
+    if (!text) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ag_error());
+        return ag_fail(AG_ERR_IO, "%s (hint: run 'tapegrad prepare')", msg);
+    }
+    *root = cJSON_Parse(text);
+    free(text);
+    return AG_OK;
+}
+
 /* The special ids of the manifest's tokenizer into the collators' config: pad,
  * cls, sep, mask, unk; bos and eos are cls and sep ([CLS] ... [SEP] plays
  * <s> ... </s>), or the end-of-text separator when the tokenizer has none. */
 ag_status recipe_manifest_specials(const char *dir, recipe_collate_config *cfg, int32_t unk[1]) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ag_fail(AG_ERR_IO, "pretrain: cannot open %s: %s (hint: run 'tapegrad prepare')", path,
-                           strerror(errno));
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *root = cJSON_Parse(buf);
+    cJSON *root = NULL;
+    ag_status st = read_manifest(dir, path, sizeof path, &root);
+    if (st) return st;
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "special_ids");
     if (!cJSON_IsObject(sp)) {
         cJSON_Delete(root);
@@ -266,10 +276,9 @@ ag_status recipe_run_tokenizer(const char *data_dir, const char *out_dir) {
     if (access(src, R_OK) != 0) {
         snprintf(dst, sizeof dst, "%s/manifest.json", data_dir);
         if (access(dst, R_OK) != 0) return AG_OK; /* train.bin/val.bin data: bytes */
-        char *text = ag_read_file("pretrain: manifest", dst, 1 << 24, NULL);
-        if (!text) return AG_ERR_IO;
-        cJSON *root = cJSON_Parse(text);
-        free(text);
+        cJSON *root = NULL;
+        ag_status st = read_manifest(data_dir, dst, sizeof dst, &root);
+        if (st) return st;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "tokenizer");
         bool have = cJSON_IsString(t) && strcmp(t->valuestring, "bytes") != 0 && access(t->valuestring, R_OK) == 0;
         if (have) snprintf(src, sizeof src, "%s", t->valuestring);
